@@ -1,0 +1,57 @@
+# kubemetrics — every target installs what it needs into .venv (Python) and rust/target (Rust).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+CARGO_MANIFEST := rust/Cargo.toml
+PROTO_OUT := python/kubemetrics/v1
+NATIVE_SO_STAMP := $(VENV)/.native-stamp
+RUST_SOURCES := $(shell find rust -name '*.rs' -not -path '*/target/*') rust/Cargo.toml rust/Cargo.lock rust/kubemetrics-core/Cargo.toml rust/kubemetrics-python/Cargo.toml
+
+.PHONY: all build test test-python test-rust lint demo clean proto
+
+all: build
+
+$(VENV)/.deps-stamp: requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+$(PROTO_OUT)/.stamp: $(VENV)/.deps-stamp $(wildcard proto/kubemetrics/v1/*.proto)
+	mkdir -p $(PROTO_OUT)
+	$(PY) -m grpc_tools.protoc -I proto --python_out=python --grpc_python_out=python \
+		--mypy_out=python --mypy_grpc_out=python proto/kubemetrics/v1/*.proto
+	touch $(PROTO_OUT)/__init__.py $@
+
+proto: $(PROTO_OUT)/.stamp
+
+$(NATIVE_SO_STAMP): $(VENV)/.deps-stamp $(RUST_SOURCES) pyproject.toml
+	$(VENV)/bin/maturin develop --release --locked -q
+	touch $@
+
+build: $(PROTO_OUT)/.stamp $(NATIVE_SO_STAMP)
+
+test-rust:
+	cargo test --manifest-path $(CARGO_MANIFEST) --release -q
+
+test-python: build
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test: build test-rust test-python
+
+lint: build
+	$(VENV)/bin/ruff check python tests benchmarks
+	$(VENV)/bin/ruff format --check python tests benchmarks
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest kubemetrics._native
+	cargo fmt --manifest-path $(CARGO_MANIFEST) --all --check
+	cargo clippy --manifest-path $(CARGO_MANIFEST) --all-targets -q -- -D warnings
+
+demo: build
+	$(PY) -m kubemetrics demo $(DEMO_ARGS)
+
+clean:
+	rm -rf $(VENV) rust/target $(PROTO_OUT) python/kubemetrics/*.so

@@ -1,0 +1,3 @@
+from kubemetrics.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""Type stub for the Rust extension (rust/kubemetrics-python). Checked against the built module by
+`python -m mypy.stubtest kubemetrics._native` in `make lint`."""
+
+from collections.abc import Iterable, Mapping, Sequence
+
+DEFAULT_MAX_BODY_BYTES: int
+"""Default cap on one kubelet body (bytes) before decoding is refused as oversized."""
+
+class DecodeError(ValueError):
+    """A kubelet payload could not be decoded.
+
+    `kind` is one of "malformed", "truncated", "wrong_type", "oversized", "encoding" (invalid UTF-8),
+    "missing_field". `offset` is the byte offset in the body where the problem was found (the body
+    length for truncation, 0 for oversized), `field` the JSON path being decoded (e.g.
+    "pods[3].containers[0].cpu.usageCoreNanoSeconds") or "" when unknown.
+    The message names all three plus the cause.
+    """
+
+    kind: str
+    offset: int
+    field: str
+
+class LabelSelectorError(ValueError):
+    """A labelSelector string that Kubernetes would reject (message as the apiserver words it)."""
+
+def decode_summary(
+    body: bytes,
+    node: str,
+    scrape_time_unix_nanos: int,
+    max_body_bytes: int = ...,
+) -> bytes:
+    """Decode a kubelet `/stats/summary` body (with or without `only_cpu_and_memory=true`) into an
+    encoded `kubemetrics.v1.NodeSample` for `node`. Raises DecodeError; never panics."""
+
+def describe_sample(sample: bytes) -> dict[str, object]:
+    """The encoded NodeSample as plain Python data, for tests and debugging (not the hot path):
+    {"node": str, "scrape_time_unix_nanos": int, "node_point": point | None,
+     "pods": [{"namespace", "name", "containers": [{"name", "point": point | None}]}]} where point is
+    {"timestamp_unix_nanos", "cumulative_cpu_nanos" (int | None), "memory_working_set_bytes" (int | None),
+     "start_time_unix_nanos"}. Raises ValueError on bytes that are not a NodeSample."""
+
+def encode_sample(sample: Mapping[str, object]) -> bytes:
+    """Inverse of describe_sample (tests and the simulator's self-checks)."""
+
+class StoreStats:
+    nodes: int
+    """Nodes with a last point."""
+    node_points: int
+    """Nodes with both points (servable), as metrics_server_storage_points{type="node"}."""
+    pods: int
+    containers: int
+    container_points: int
+    """Containers with both points, as metrics_server_storage_points{type="container"}."""
+
+class MetricsStore:
+    """Two points per node and container; CPU = Δcumulative/Δtime, memory = latest working set,
+    with metrics-server's storage semantics (pkg/storage)."""
+
+    def __init__(self, metric_resolution_seconds: float, *, require_pod_metadata: bool = False) -> None:
+        """`require_pod_metadata`: when True, only pods given to set_pod_metadata are served (the
+        Kubernetes inventory's Running pods); when False every pod with metrics is served."""
+
+    def ingest(self, samples: Sequence[bytes]) -> int:
+        """Store encoded NodeSamples. A node's sample replaces all of that node's pods. Returns how
+        many were stored; raises ValueError naming the first sample that is not a NodeSample (the
+        others are still stored)."""
+
+    def forget_node(self, node: str) -> None:
+        """Drop a node's points and its pods' points (a failed scrape, as metrics-server has it)."""
+
+    def retain_nodes(self, nodes: Iterable[str]) -> int:
+        """Drop points of nodes not in `nodes` (and their pods); returns how many were dropped."""
+
+    def set_node_metadata(self, node: str, labels: Mapping[str, str]) -> None:
+        """The node exists (inventory) with these labels. Only nodes with metadata are served."""
+
+    def remove_node_metadata(self, node: str) -> None: ...
+    def set_pod_metadata(self, namespace: str, name: str, labels: Mapping[str, str]) -> None: ...
+    def remove_pod_metadata(self, namespace: str, name: str) -> None: ...
+    def has_node_metadata(self, node: str) -> bool: ...
+    def has_pod_metadata(self, namespace: str, name: str) -> bool: ...
+
+    def render_node_list(
+        self, now_unix_seconds: float, label_selector: str | None = None, name: str | None = None
+    ) -> bytes:
+        """`NodeMetricsList` JSON, sorted by name; `name` restricts to one node (fieldSelector
+        metadata.name). Raises LabelSelectorError."""
+
+    def render_node(self, now_unix_seconds: float, node: str) -> bytes | None:
+        """`NodeMetrics` JSON, or None when the node has no servable metrics."""
+
+    def render_pod_list(
+        self,
+        now_unix_seconds: float,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        name: str | None = None,
+    ) -> bytes:
+        """`PodMetricsList` JSON sorted by (namespace, name); namespace None = all namespaces."""
+
+    def render_pod(self, now_unix_seconds: float, namespace: str, name: str) -> bytes | None:
+        """`PodMetrics` JSON, or None when the pod has no servable metrics."""
+
+    def stats(self) -> StoreStats: ...
+    def ready(self) -> bool:
+        """At least one servable node point and one servable pod (metrics-server v0.9 readiness)."""
+
+def format_cpu_quantity(nanocores: int) -> str:
+    """DecimalSI canonical form as Kubernetes prints it: 272000000 → "272m"."""
+
+def format_memory_quantity(num_bytes: int) -> str:
+    """BinarySI canonical form: 12533760 → "12240Ki"; < 1024 printed as DecimalSI ("1k")."""
+
+def format_duration(nanos: int) -> str:
+    """Go time.Duration.String(): 15004000000 → "15.004s", 60513000000 → "1m0.513s"."""
