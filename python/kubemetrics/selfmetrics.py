@@ -3,15 +3,21 @@ existing dashboards and alerts keep working, plus kubemetrics' own."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from typing import TYPE_CHECKING
 
-from kubemetrics._native import StoreStats
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+
+if TYPE_CHECKING:
+    from kubemetrics._native import StoreStats
 
 _DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class SelfMetrics:
     def __init__(self) -> None:
+        # metrics-server (Go client) exports no `*_created` series; here they would add one series per
+        # node to the per-node histogram for nothing. The switch is process-wide in prometheus_client.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self.kubelet_request_total = Counter(
             "metrics_server_kubelet_request",
@@ -40,7 +46,7 @@ class SelfMetrics:
         )
         self.scrape_errors = Counter(
             "kubemetrics_scrape_errors",
-            "Failed kubelet scrapes by cause (timeout, connect, tls, http_status, decode, oversized).",
+            "Failed kubelet scrapes by cause (timeout, connect, tls, http_status, decode, oversized, other).",
             ["kind"],
             registry=self.registry,
         )
@@ -54,10 +60,15 @@ class SelfMetrics:
             "kubemetrics_worker_restarts", "Worker processes restarted after they exited.", registry=self.registry
         )
 
-    def record_scrape(self, node: str, success: bool, duration_seconds: float, request_time_unix: float) -> None:
+    def record_scrape(
+        self, node: str, success: bool, duration_seconds: float, request_time_unix: float, per_node: bool = True
+    ) -> None:
+        """`per_node=False` counts the request without per-node series: the node is not (or no longer) in
+        the inventory, and a series created for it now would never be removed."""
         self.kubelet_request_total.labels(success="true" if success else "false").inc()
-        self.kubelet_request_duration.labels(node=node).observe(duration_seconds)
-        self.kubelet_last_request_time.labels(node=node).set(request_time_unix)
+        if per_node:
+            self.kubelet_request_duration.labels(node=node).observe(duration_seconds)
+            self.kubelet_last_request_time.labels(node=node).set(request_time_unix)
 
     def forget_node(self, node: str) -> None:
         """Drop a departed node's series so cardinality follows the cluster (metrics-server #1876)."""

@@ -1,0 +1,286 @@
+"""`kubemetrics serve`: the front process.
+
+Start-up order: read the inventory (a broken file is fatal here, as metrics-server does not serve
+before its informers sync), give it to the store and the planner, open the ingest socket, start the
+workers, then open the HTTPS API. SIGTERM/SIGINT stop it in the reverse order: the API first, then
+the workers (which flush what they scraped into the still-open ingest service), then ingest.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Workers are started by fork+exec and the child never touches gRPC in between, so gRPC's fork
+# handlers have nothing to do; left enabled, they log "skipping fork() handlers" at every worker
+# start. gRPC reads this when it is first imported, hence before the imports below.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import stat
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+from kubemetrics._native import MetricsStore
+from kubemetrics.api import ApiContext
+from kubemetrics.health import HealthState
+from kubemetrics.ingest import SOCKET_NAME, IngestServer, SampleIngestor, WorkerRegistry, socket_address
+from kubemetrics.inventory import InventorySnapshot
+from kubemetrics.inventory.static import InventoryFileError, StaticInventorySource
+from kubemetrics.options import KubeletOptions, ServeOptions
+from kubemetrics.planner import AddressResolutionError, ShardPlanner, resolve_targets
+from kubemetrics.selfmetrics import SelfMetrics
+from kubemetrics.supervisor import WorkerSupervisor, worker_command
+
+log = logging.getLogger(__name__)
+
+STORE_STATS_INTERVAL_SECONDS = 5.0
+# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
+_MAX_UNIX_SOCKET_PATH = 107
+
+
+def configure_logging(verbosity: int) -> None:
+    """-v 0: info and above; -v 1 or more: debug too (metrics-server's V(1)+ messages)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbosity >= 1 else logging.INFO,
+        format="%(asctime)s %(levelname).1s %(process)d %(name)s] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(options: ServeOptions) -> int:
+    configure_logging(options.verbosity)
+    import uvloop
+
+    return uvloop.run(serve(options))
+
+
+async def serve(options: ServeOptions, stop: asyncio.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or until `stop` is set); returns the process exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        with runtime_directory(options.runtime_dir) as runtime_dir:
+            return await _serve_in(options, runtime_dir, stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+@contextlib.contextmanager
+def runtime_directory(configured: str) -> Iterator[Path]:
+    """The configured directory (created if needed, kept), or a private temporary one removed at exit."""
+    if configured:
+        path = Path(configured).resolve()
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        yield path
+        return
+    path = Path(tempfile.mkdtemp(prefix="kubemetrics-")).resolve()
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Event) -> int:
+    socket_path = runtime_dir / SOCKET_NAME
+    if len(os.fsencode(socket_path)) > _MAX_UNIX_SOCKET_PATH:
+        log.error("--runtime-dir %s is too long for a unix socket path (%s)", runtime_dir, socket_path)
+        return 1
+    _remove_stale_socket(socket_path)
+
+    inventory = StaticInventorySource(options.inventory_file).snapshots()
+    try:
+        first = await anext(inventory)
+    except InventoryFileError as err:
+        log.error("%s", err)
+        return 1
+
+    health = HealthState(metric_resolution_seconds=options.metric_resolution_seconds)
+    self_metrics = SelfMetrics()
+    store = MetricsStore(options.metric_resolution_seconds, require_pod_metadata=first.pods is not None)
+    registry = WorkerRegistry(ShardPlanner())
+    applier = InventoryApplier(store, registry, self_metrics, options.kubelet)
+    ingestor = SampleIngestor(store, self_metrics, health, is_known_node=applier.has_node)
+    applier.on_nodes_departed = ingestor.latest_outcomes.forget
+    applier.apply(first)
+    health.inventory_synced = True
+
+    ingest = IngestServer(registry, ingestor, health)
+    address = socket_address(runtime_dir)
+    supervisor = WorkerSupervisor(
+        [f"w{i}" for i in range(options.worker_count)], worker_command(options, address), self_metrics=self_metrics
+    )
+    background: list[asyncio.Task[None]] = []
+    api_runner = None
+    try:
+        try:
+            await ingest.start(address)
+            await supervisor.start()
+            background.append(asyncio.create_task(_follow_inventory(inventory, applier), name="inventory"))
+            background.append(
+                asyncio.create_task(
+                    _refresh_store_stats(store, applier, registry, self_metrics, health), name="store stats"
+                )
+            )
+            from kubemetrics.api.server import start_api_server
+
+            ctx = ApiContext(
+                options=options, store=store, health=health, self_metrics=self_metrics, inventory=applier.snapshot
+            )
+            api_runner = await start_api_server(ctx)
+        except Exception as err:
+            # Ports in use, unreadable certificates and the like: one line, no traceback.
+            log.error("cannot start serving: %s", err, exc_info=not isinstance(err, OSError | RuntimeError))
+            return 1
+        addresses = ", ".join(f"https://{_format_address(a)}" for a in api_runner.addresses)
+        log.info(
+            "kubemetrics serving metrics.k8s.io on %s: %d workers, metric resolution %gs, %d nodes%s",
+            addresses,
+            options.worker_count,
+            options.metric_resolution_seconds,
+            len(first.nodes),
+            "" if first.pods is None else f", {len(first.pods)} pods",
+        )
+        failed = await _wait_for_stop_or_failure(stop, background)
+    finally:
+        health.shutting_down = True
+        log.info("shutting down")
+        if api_runner is not None:
+            await api_runner.cleanup()
+        registry.closing = True
+        await supervisor.shutdown()
+        await ingest.stop()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await inventory.aclose()
+    return 1 if failed else 0
+
+
+async def _wait_for_stop_or_failure(stop: asyncio.Event, background: list[asyncio.Task[None]]) -> bool:
+    """True when a background task died (a bug: logged, and the process exits non-zero)."""
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopping, *background], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    for task in background:
+        if task in done:
+            error = None if task.cancelled() else task.exception()
+            log.error("%s stopped unexpectedly", task.get_name(), exc_info=error)
+            return True
+    return False
+
+
+def _remove_stale_socket(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(path.lstat().st_mode):
+            path.unlink()
+
+
+def _format_address(address: object) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = str(address[0]), address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(address)
+
+
+class InventoryApplier:
+    """Turns each inventory snapshot into store metadata (which nodes and pods exist, their labels),
+    scrape targets for the planner, and clean-up of departed nodes. Only differences are applied, so a
+    snapshot that changes one pod costs one store call, not one per pod."""
+
+    def __init__(
+        self, store: MetricsStore, registry: WorkerRegistry, self_metrics: SelfMetrics, kubelet: KubeletOptions
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._self_metrics = self_metrics
+        self._kubelet = kubelet
+        self._current = InventorySnapshot(nodes={}, pods=None)
+        self._unreachable: frozenset[str] = frozenset()
+        self.on_nodes_departed: Callable[[set[str]], None] = lambda nodes: None
+
+    def snapshot(self) -> InventorySnapshot:
+        return self._current
+
+    def has_node(self, node: str) -> bool:
+        return node in self._current.nodes
+
+    def node_names(self) -> list[str]:
+        return list(self._current.nodes)
+
+    def apply(self, snapshot: InventorySnapshot) -> None:
+        previous = self._current
+        self._apply_nodes(previous, snapshot)
+        self._apply_pods(previous, snapshot)
+        targets, errors = resolve_targets(snapshot.nodes.values(), self._kubelet)
+        self._report_unreachable(errors)
+        self._current = snapshot
+        self._registry.set_targets(targets)
+        log.debug("inventory applied: %d nodes, %d scrape targets", len(snapshot.nodes), len(targets))
+
+    def _apply_nodes(self, previous: InventorySnapshot, snapshot: InventorySnapshot) -> None:
+        for name, node in snapshot.nodes.items():
+            known = previous.nodes.get(name)
+            if known is None or known.labels != node.labels:
+                self._store.set_node_metadata(name, node.labels)
+        departed = previous.nodes.keys() - snapshot.nodes.keys()
+        for name in departed:
+            self._store.remove_node_metadata(name)
+            self._self_metrics.forget_node(name)
+        if departed:
+            self.on_nodes_departed(departed)
+        self._store.retain_nodes(snapshot.nodes.keys())
+
+    def _apply_pods(self, previous: InventorySnapshot, snapshot: InventorySnapshot) -> None:
+        before = previous.pods or {}
+        after = snapshot.pods or {}
+        for key, pod in after.items():
+            known = before.get(key)
+            if known is None or known.labels != pod.labels:
+                self._store.set_pod_metadata(pod.namespace, pod.name, pod.labels)
+        for namespace, name in before.keys() - after.keys():
+            self._store.remove_pod_metadata(namespace, name)
+        if (previous.pods is None) != (snapshot.pods is None) and previous.nodes:
+            log.warning(
+                "the inventory %s listing pods; whether unlisted pods are served is fixed at start-up "
+                "(restart to change it)",
+                "stopped" if snapshot.pods is None else "started",
+            )
+
+    def _report_unreachable(self, errors: list[AddressResolutionError]) -> None:
+        # One line when the set of unreachable nodes changes, not one per node per snapshot.
+        unreachable = frozenset(err.node for err in errors)
+        if unreachable and unreachable != self._unreachable:
+            more = f" (and {len(errors) - 1} more nodes)" if len(errors) > 1 else ""
+            log.error("%s%s; not scraped", errors[0], more)
+        self._unreachable = unreachable
+
+
+async def _follow_inventory(snapshots: AsyncIterator[InventorySnapshot], applier: InventoryApplier) -> None:
+    async for snapshot in snapshots:
+        applier.apply(snapshot)
+
+
+async def _refresh_store_stats(
+    store: MetricsStore,
+    applier: InventoryApplier,
+    registry: WorkerRegistry,
+    self_metrics: SelfMetrics,
+    health: HealthState,
+) -> None:
+    while True:
+        await asyncio.sleep(STORE_STATS_INTERVAL_SECONDS)
+        # A sample from a worker that had not yet heard a node was removed can re-create its points.
+        store.retain_nodes(applier.node_names())
+        self_metrics.update_store(store.stats())
+        if registry.planner.target_count() == 0:
+            # Nothing to scrape is not a stuck collection loop (livez must not fail on an empty cluster).
+            health.note_collection_progress()

@@ -1,0 +1,307 @@
+"""The front's gRPC service for workers (proto/kubemetrics/v1/ingest.proto).
+
+Attach: a worker announces itself and holds the stream open; it is live for as long as the stream
+lasts. It receives its assignment at once and a new one whenever the plan changes (inventory change,
+a worker joining or leaving). When the stream ends (the worker died or was stopped), its nodes are
+re-planned to the others at once.
+
+Push: workers stream batches of encoded node samples and scrape outcomes. Samples go to the store as
+bytes (decoded in Rust, never per pod in Python); outcomes feed self-metrics and failure handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from kubemetrics._native import MetricsStore
+from kubemetrics.health import HealthState
+from kubemetrics.planner import Assignment, ScrapeTarget, ShardPlanner
+from kubemetrics.selfmetrics import SelfMetrics
+from kubemetrics.v1 import ingest_pb2, ingest_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "ingest.sock"
+# Kinds of scrape failure a worker reports (ingest.proto ScrapeOutcome.error_kind); anything else is
+# counted as "other" so a misbehaving worker cannot create unbounded label values.
+SCRAPE_ERROR_KINDS = frozenset({"timeout", "connect", "tls", "http_status", "decode", "oversized"})
+# One batch may carry many nodes' samples (about 10 kB per 100-pod node); the default 4 MiB is too small.
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+_SERVER_OPTIONS = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Remote workers (TCP) that vanish without closing the connection are noticed within ~30 s.
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+)
+_MALFORMED_LOG_INTERVAL_SECONDS = 60.0
+
+
+def socket_address(runtime_dir: str | Path) -> str:
+    """The gRPC target of the ingest service inside the front's runtime directory."""
+    return f"unix://{Path(runtime_dir).resolve() / SOCKET_NAME}"
+
+
+def assignment_message(assignment: Assignment) -> ingest_pb2.Assignment:
+    return ingest_pb2.Assignment(
+        generation=assignment.generation,
+        targets=[
+            ingest_pb2.ScrapeTarget(node=t.node, host=t.host, port=t.port, path=t.path) for t in assignment.targets
+        ],
+    )
+
+
+# --- workers and their assignments ------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class WorkerLease:
+    """One Attach stream. A newer Attach with the same worker id supersedes it (the old stream ends)."""
+
+    worker_id: str
+    pid: int
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    superseded: bool = False
+
+
+class WorkerRegistry:
+    """Live workers (those holding an Attach stream) and the plan over them."""
+
+    def __init__(self, planner: ShardPlanner) -> None:
+        self.planner = planner
+        self._leases: dict[str, WorkerLease] = {}
+        self.closing = False
+
+    @property
+    def live_workers(self) -> frozenset[str]:
+        return frozenset(self._leases)
+
+    def set_targets(self, targets: Iterable[ScrapeTarget]) -> None:
+        self._notify(self.planner.set_targets(targets))
+
+    def attach(self, worker_id: str, pid: int) -> WorkerLease:
+        lease = WorkerLease(worker_id=worker_id, pid=pid)
+        previous = self._leases.get(worker_id)
+        self._leases[worker_id] = lease
+        if previous is not None:
+            log.warning(
+                "worker %s attached again (pid %d, was pid %d); ending its previous stream",
+                worker_id,
+                pid,
+                previous.pid,
+            )
+            previous.superseded = True
+            previous.changed.set()
+            return lease
+        self._notify(self.planner.add_worker(worker_id))
+        log.info(
+            "worker %s (pid %d) attached: %d of %d nodes, %d workers live",
+            worker_id,
+            pid,
+            len(self.planner.assignment(worker_id).targets),
+            self.planner.target_count(),
+            len(self._leases),
+        )
+        return lease
+
+    def detach(self, lease: WorkerLease) -> None:
+        if self._leases.get(lease.worker_id) is not lease:
+            return  # superseded: the newer stream owns the worker id
+        del self._leases[lease.worker_id]
+        share = len(self.planner.assignment(lease.worker_id).targets)
+        changed = self.planner.remove_worker(lease.worker_id)
+        if self.closing:
+            return
+        self._notify(changed)
+        log.warning(
+            "worker %s (pid %d) detached; its %d nodes re-planned to %d live workers",
+            lease.worker_id,
+            lease.pid,
+            share,
+            len(self._leases),
+        )
+
+    def _notify(self, changed: Iterable[str]) -> None:
+        for worker_id in changed:
+            lease = self._leases.get(worker_id)
+            if lease is not None:
+                lease.changed.set()
+
+
+# --- samples and outcomes ---------------------------------------------------------------------
+
+
+class LatestOutcomes:
+    """The request time of each node's most recent scrape outcome, so that a failure reported late
+    (by a worker that lost the node, or a slow batch) cannot hide a node that has since succeeded."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, int] = {}
+
+    def note(self, node: str, request_time_unix_nanos: int) -> bool:
+        """Record an outcome; True when it is the node's latest one so far."""
+        if request_time_unix_nanos < self._latest.get(node, request_time_unix_nanos):
+            return False
+        self._latest[node] = request_time_unix_nanos
+        return True
+
+    def forget(self, nodes: Iterable[str]) -> None:
+        for node in nodes:
+            self._latest.pop(node, None)
+
+    def __len__(self) -> int:
+        return len(self._latest)
+
+
+class SampleIngestor:
+    """Applies one SampleBatch: samples into the store, outcomes into self-metrics and failure handling."""
+
+    def __init__(
+        self,
+        store: MetricsStore,
+        self_metrics: SelfMetrics,
+        health: HealthState | None = None,
+        is_known_node: Callable[[str], bool] = lambda node: True,
+    ) -> None:
+        self._store = store
+        self._self_metrics = self_metrics
+        self._health = health
+        self._is_known_node = is_known_node
+        self.latest_outcomes = LatestOutcomes()
+        self._malformed_logged_at: dict[str, float] = {}
+        self._malformed_suppressed: dict[str, int] = {}
+
+    def apply(self, batch: ingest_pb2.SampleBatch) -> int:
+        """Returns how many samples the batch carried."""
+        worker_id = batch.worker_id or "unknown"
+        samples = list(batch.node_samples)
+        if samples:
+            try:
+                self._store.ingest(samples)
+            except ValueError as err:
+                self._log_malformed(worker_id, len(samples), err)
+        latest_in_batch: dict[str, ingest_pb2.ScrapeOutcome] = {}
+        for outcome in batch.outcomes:
+            self._record(outcome)
+            seen = latest_in_batch.get(outcome.node)
+            if seen is None or outcome.request_time_unix_nanos >= seen.request_time_unix_nanos:
+                latest_in_batch[outcome.node] = outcome
+        for node, outcome in latest_in_batch.items():
+            if not self._is_known_node(node):
+                if not outcome.success:
+                    self._store.forget_node(node)
+                continue
+            is_latest = self.latest_outcomes.note(node, outcome.request_time_unix_nanos)
+            # metrics-server keeps no point across a failed scrape: the node (and its pods) disappear
+            # until two new points exist (pkg/storage rebuilds last/prev from each tick's batch).
+            if is_latest and not outcome.success:
+                self._store.forget_node(node)
+        self._self_metrics.ingested_batches.labels(worker=worker_id).inc()
+        if samples:
+            self._self_metrics.ingested_samples.labels(worker=worker_id).inc(len(samples))
+        if self._health is not None:
+            self._health.note_collection_progress()
+        return len(samples)
+
+    def _record(self, outcome: ingest_pb2.ScrapeOutcome) -> None:
+        self._self_metrics.record_scrape(
+            outcome.node,
+            outcome.success,
+            outcome.duration_seconds,
+            outcome.request_time_unix_nanos / 1e9,
+            per_node=self._is_known_node(outcome.node),
+        )
+        if not outcome.success:
+            kind = outcome.error_kind if outcome.error_kind in SCRAPE_ERROR_KINDS else "other"
+            self._self_metrics.scrape_errors.labels(kind=kind).inc()
+
+    def _log_malformed(self, worker_id: str, count: int, err: ValueError) -> None:
+        # A worker sending garbage would otherwise log on every batch; one line a minute is enough.
+        now = time.monotonic()
+        last = self._malformed_logged_at.get(worker_id)
+        if last is not None and now - last < _MALFORMED_LOG_INTERVAL_SECONDS:
+            self._malformed_suppressed[worker_id] = self._malformed_suppressed.get(worker_id, 0) + 1
+            return
+        suppressed = self._malformed_suppressed.pop(worker_id, 0)
+        self._malformed_logged_at[worker_id] = now
+        log.error(
+            "worker %s sent a malformed sample in a batch of %d (the others were stored): %s%s",
+            worker_id,
+            count,
+            err,
+            f" ({suppressed} similar batches not logged)" if suppressed else "",
+        )
+
+
+# --- gRPC ---------------------------------------------------------------------------------------
+
+
+class IngestService(ingest_pb2_grpc.IngestServicer):
+    def __init__(self, registry: WorkerRegistry, ingestor: SampleIngestor, health: HealthState | None = None) -> None:
+        self._registry = registry
+        self._ingestor = ingestor
+        self._health = health
+
+    async def Attach(  # type: ignore[override]
+        self,
+        request: ingest_pb2.WorkerHello,
+        context: grpc.aio.ServicerContext[ingest_pb2.WorkerHello, ingest_pb2.Assignment],
+    ) -> None:
+        if not request.worker_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "WorkerHello.worker_id is required")
+        lease = self._registry.attach(request.worker_id, request.pid)
+        try:
+            sent_generation = -1
+            while not lease.superseded:
+                lease.changed.clear()
+                assignment = self._registry.planner.assignment(lease.worker_id)
+                if assignment.generation != sent_generation:
+                    await context.write(assignment_message(assignment))
+                    sent_generation = assignment.generation
+                    if self._health is not None:
+                        self._health.note_collection_progress()
+                await lease.changed.wait()
+        finally:
+            self._registry.detach(lease)
+
+    async def Push(
+        self,
+        request_iterator: AsyncIterable[ingest_pb2.SampleBatch],
+        context: grpc.aio.ServicerContext[ingest_pb2.SampleBatch, ingest_pb2.PushSummary],
+    ) -> ingest_pb2.PushSummary:
+        batches = samples = 0
+        async for batch in request_iterator:
+            samples += self._ingestor.apply(batch)
+            batches += 1
+        return ingest_pb2.PushSummary(batches=batches, samples=samples)
+
+
+class IngestServer:
+    """The gRPC server, listening on a unix socket (local workers) or a TCP address (remote ones)."""
+
+    def __init__(self, registry: WorkerRegistry, ingestor: SampleIngestor, health: HealthState | None = None) -> None:
+        self.registry = registry
+        self.ingestor = ingestor
+        self._server = grpc.aio.server(options=_SERVER_OPTIONS)
+        ingest_pb2_grpc.add_IngestServicer_to_server(IngestService(registry, ingestor, health), self._server)
+        self.address = ""
+
+    async def start(self, address: str) -> None:
+        """`address`: "unix:///path/ingest.sock" or "host:port" (port 0 picks one; see `address`)."""
+        port = self._server.add_insecure_port(address)
+        self.address = address if address.startswith("unix:") else f"{address.rsplit(':', 1)[0]}:{port}"
+        await self._server.start()
+        log.debug("ingest service listening on %s", self.address)
+
+    async def stop(self, grace_seconds: float = 1.0) -> None:
+        self.registry.closing = True
+        await self._server.stop(grace_seconds)
