@@ -2,6 +2,7 @@
 `python -m mypy.stubtest kubemetrics._native` in `make lint`."""
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Self, final
 
 DEFAULT_MAX_BODY_BYTES: int
 """Default cap on one kubelet body (bytes) before decoding is refused as oversized."""
@@ -42,6 +43,7 @@ def describe_sample(sample: bytes) -> dict[str, object]:
 def encode_sample(sample: Mapping[str, object]) -> bytes:
     """Inverse of describe_sample (tests and the simulator's self-checks)."""
 
+@final
 class StoreStats:
     nodes: int
     """Nodes with a last point."""
@@ -52,18 +54,19 @@ class StoreStats:
     container_points: int
     """Containers with both points, as metrics_server_storage_points{type="container"}."""
 
+@final
 class MetricsStore:
     """Two points per node and container; CPU = Δcumulative/Δtime, memory = latest working set,
     with metrics-server's storage semantics (pkg/storage)."""
 
-    def __init__(self, metric_resolution_seconds: float, *, require_pod_metadata: bool = False) -> None:
+    def __new__(cls, metric_resolution_seconds: float, *, require_pod_metadata: bool = False) -> Self:
         """`require_pod_metadata`: when True, only pods given to set_pod_metadata are served (the
         Kubernetes inventory's Running pods); when False every pod with metrics is served."""
 
     def ingest(self, samples: Sequence[bytes]) -> int:
         """Store encoded NodeSamples. A node's sample replaces all of that node's pods. Returns how
         many were stored; raises ValueError naming the first sample that is not a NodeSample (the
-        others are still stored)."""
+        others are still stored), TypeError for an item that is not bytes (nothing stored)."""
 
     def forget_node(self, node: str) -> None:
         """Drop a node's points and its pods' points (a failed scrape, as metrics-server has it)."""
@@ -84,7 +87,10 @@ class MetricsStore:
         self, now_unix_seconds: float, label_selector: str | None = None, name: str | None = None
     ) -> bytes:
         """`NodeMetricsList` JSON, sorted by name; `name` restricts to one node (fieldSelector
-        metadata.name). Raises LabelSelectorError."""
+        metadata.name). Raises LabelSelectorError.
+
+        Every render returns the whole response body as the apiserver writes it: compact JSON
+        followed by one newline; `creationTimestamp` is `now_unix_seconds` truncated to seconds."""
 
     def render_node(self, now_unix_seconds: float, node: str) -> bytes | None:
         """`NodeMetrics` JSON, or None when the node has no servable metrics."""

@@ -28,6 +28,9 @@ pub enum DecodeErrorKind {
     Encoding,
     /// A field the format requires is absent.
     MissingField,
+    /// The kubelet answered but reported that it could not collect the stats
+    /// (`resource_scrape_error 1` on `/metrics/resource`) and sent no usable data.
+    KubeletError,
 }
 
 impl DecodeErrorKind {
@@ -40,6 +43,7 @@ impl DecodeErrorKind {
             Self::Oversized => "oversized",
             Self::Encoding => "encoding",
             Self::MissingField => "missing_field",
+            Self::KubeletError => "kubelet_error",
         }
     }
 }
@@ -186,6 +190,7 @@ mod tests {
             DecodeErrorKind::Oversized,
             DecodeErrorKind::Encoding,
             DecodeErrorKind::MissingField,
+            DecodeErrorKind::KubeletError,
         ]
         .iter()
         .map(|kind| kind.as_str())
@@ -198,7 +203,8 @@ mod tests {
                 "wrong_type",
                 "oversized",
                 "encoding",
-                "missing_field"
+                "missing_field",
+                "kubelet_error"
             ]
         );
     }
