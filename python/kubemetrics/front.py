@@ -106,7 +106,8 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
     health = HealthState(metric_resolution_seconds=options.metric_resolution_seconds)
     self_metrics = SelfMetrics()
     store = MetricsStore(options.metric_resolution_seconds, require_pod_metadata=first.pods is not None)
-    registry = WorkerRegistry(ShardPlanner())
+    worker_ids = [f"w{i}" for i in range(options.worker_count)]
+    registry = WorkerRegistry(ShardPlanner(), expected_workers=worker_ids)
     applier = InventoryApplier(store, registry, self_metrics, options.kubelet)
     ingestor = SampleIngestor(store, self_metrics, health, is_known_node=applier.has_node)
     applier.on_nodes_departed = ingestor.latest_outcomes.forget
@@ -116,7 +117,7 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
     ingest = IngestServer(registry, ingestor, health)
     address = socket_address(runtime_dir)
     supervisor = WorkerSupervisor(
-        [f"w{i}" for i in range(options.worker_count)], worker_command(options, address), self_metrics=self_metrics
+        worker_ids, worker_command(options, address), self_metrics=self_metrics
     )
     background: list[asyncio.Task[None]] = []
     api_runner = None

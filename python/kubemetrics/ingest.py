@@ -76,10 +76,31 @@ class WorkerLease:
 class WorkerRegistry:
     """Live workers (those holding an Attach stream) and the plan over them."""
 
-    def __init__(self, planner: ShardPlanner) -> None:
+    def __init__(
+        self, planner: ShardPlanner, expected_workers: Iterable[str] = (), startup_grace_seconds: float = 5.0
+    ) -> None:
         self.planner = planner
         self._leases: dict[str, WorkerLease] = {}
         self.closing = False
+        # The first plan waits until every worker the supervisor started has attached (or the grace
+        # period ends): planning over the first worker alone and moving most nodes a moment later would
+        # scrape them twice in the first resolution and log their failures twice.
+        self._expected_workers = frozenset(expected_workers)
+        self._startup_deadline = time.monotonic() + startup_grace_seconds
+        self._started = asyncio.Event()
+        if not self._expected_workers:
+            self._started.set()
+
+    async def wait_for_startup(self) -> None:
+        """Return once the first plan may be sent (all expected workers attached, or grace over)."""
+        if self._started.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._started.wait(), timeout=max(0.0, self._startup_deadline - time.monotonic()))
+        except TimeoutError:
+            missing = sorted(self._expected_workers - self._leases.keys())
+            log.warning("planning without workers %s: not attached within the start-up grace period", missing)
+            self._started.set()
 
     @property
     def live_workers(self) -> frozenset[str]:
@@ -103,6 +124,8 @@ class WorkerRegistry:
             previous.changed.set()
             return lease
         self._notify(self.planner.add_worker(worker_id))
+        if self._expected_workers <= self._leases.keys():
+            self._started.set()
         log.info(
             "worker %s (pid %d) attached: %d of %d nodes, %d workers live",
             worker_id,
@@ -260,6 +283,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "WorkerHello.worker_id is required")
         lease = self._registry.attach(request.worker_id, request.pid)
         try:
+            await self._registry.wait_for_startup()
             sent_generation = -1
             while not lease.superseded:
                 lease.changed.clear()
