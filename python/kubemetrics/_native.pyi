@@ -4,6 +4,21 @@
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Self, final
 
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DecodeError",
+    "LabelSelectorError",
+    "MetricsStore",
+    "StoreStats",
+    "decode_resource_metrics",
+    "decode_summary",
+    "describe_sample",
+    "encode_sample",
+    "format_cpu_quantity",
+    "format_duration",
+    "format_memory_quantity",
+]
+
 DEFAULT_MAX_BODY_BYTES: int
 """Default cap on one kubelet body (bytes) before decoding is refused as oversized."""
 
@@ -11,9 +26,11 @@ class DecodeError(ValueError):
     """A kubelet payload could not be decoded.
 
     `kind` is one of "malformed", "truncated", "wrong_type", "oversized", "encoding" (invalid UTF-8),
-    "missing_field". `offset` is the byte offset in the body where the problem was found (the body
-    length for truncation, 0 for oversized), `field` the JSON path being decoded (e.g.
-    "pods[3].containers[0].cpu.usageCoreNanoSeconds") or "" when unknown.
+    "missing_field", "kubelet_error" (the kubelet reported a scrape error and sent no data).
+    `offset` is the byte offset in the body where the problem was found (the body length for
+    truncation, 0 for oversized), `field` what was being decoded or "" when unknown: the JSON path
+    for /stats/summary (e.g. "pods[3].containers[0].cpu.usageCoreNanoSeconds"), the series as
+    written for /metrics/resource (e.g. 'container_cpu_usage_seconds_total{container="c",...}').
     The message names all three plus the cause.
     """
 
@@ -32,6 +49,22 @@ def decode_summary(
 ) -> bytes:
     """Decode a kubelet `/stats/summary` body (with or without `only_cpu_and_memory=true`) into an
     encoded `kubemetrics.v1.NodeSample` for `node`. Raises DecodeError; never panics."""
+
+def decode_resource_metrics(
+    body: bytes,
+    node: str,
+    scrape_time_unix_nanos: int,
+    max_body_bytes: int = ...,
+) -> bytes:
+    """Decode a kubelet `/metrics/resource` body (Prometheus text format 0.0.4) into an encoded
+    `kubemetrics.v1.NodeSample` for `node`. Raises DecodeError; never panics.
+
+    Reads node/container cpu and working set and container start times; a series without a
+    timestamp (or with one <= 0) is timed at `scrape_time_unix_nanos`, and a container's point takes
+    the timestamp of its last cpu/memory line. An impossible start time (negative, as kubelets
+    before kubernetes#110880 wrote) is reported as 0 instead of failing the node. Zero and absent
+    usage are kept (0 / None) for the store to judge. `resource_scrape_error 1` with no data raises
+    DecodeError with kind "kubelet_error"."""
 
 def describe_sample(sample: bytes) -> dict[str, object]:
     """The encoded NodeSample as plain Python data, for tests and debugging (not the hot path):
@@ -82,7 +115,6 @@ class MetricsStore:
     def remove_pod_metadata(self, namespace: str, name: str) -> None: ...
     def has_node_metadata(self, node: str) -> bool: ...
     def has_pod_metadata(self, namespace: str, name: str) -> bool: ...
-
     def render_node_list(
         self, now_unix_seconds: float, label_selector: str | None = None, name: str | None = None
     ) -> bytes:

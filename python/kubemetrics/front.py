@@ -116,9 +116,7 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
 
     ingest = IngestServer(registry, ingestor, health)
     address = socket_address(runtime_dir)
-    supervisor = WorkerSupervisor(
-        worker_ids, worker_command(options, address), self_metrics=self_metrics
-    )
+    supervisor = WorkerSupervisor(worker_ids, worker_command(options, address), self_metrics=self_metrics)
     background: list[asyncio.Task[None]] = []
     api_runner = None
     try:

@@ -134,12 +134,16 @@ def add_kubelet_flags(parser: argparse.ArgumentParser) -> None:
         help="Do not verify CA of serving certificates presented by Kubelets. For testing purposes only.",
     )
     group.add_argument(
-        "--kubelet-certificate-authority", default="", help="Path to the CA to use to validate the Kubelet's serving certificates."
+        "--kubelet-certificate-authority",
+        default="",
+        help="Path to the CA to use to validate the Kubelet's serving certificates.",
     )
     group.add_argument("--kubelet-client-certificate", default="", help="Path to a client cert file for TLS.")
     group.add_argument("--kubelet-client-key", default="", help="Path to a client key file for TLS.")
     group.add_argument(
-        "--kubelet-bearer-token-file", default="", help="File holding a bearer token sent to kubelets (re-read when it changes)."
+        "--kubelet-bearer-token-file",
+        default="",
+        help="File holding a bearer token sent to kubelets (re-read when it changes).",
     )
     group.add_argument(
         "--kubelet-request-timeout",
@@ -204,7 +208,9 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help="Scraping worker processes (default: one per core).")
     serving = parser.add_argument_group("secure serving")
     serving.add_argument("--secure-port", type=int, default=443, help="The port on which to serve HTTPS. (default 443)")
-    serving.add_argument("--bind-address", default="0.0.0.0", help="The IP address on which to listen for the --secure-port port.")
+    serving.add_argument(
+        "--bind-address", default="0.0.0.0", help="The IP address on which to listen for the --secure-port port."
+    )
     serving.add_argument(
         "--cert-dir",
         default="apiserver.local.config/certificates",
@@ -212,16 +218,27 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         "are provided, this flag will be ignored.",
     )
     serving.add_argument("--tls-cert-file", default="", help="File containing the default x509 Certificate for HTTPS.")
-    serving.add_argument("--tls-private-key-file", default="", help="File containing the default x509 private key matching --tls-cert-file.")
+    serving.add_argument(
+        "--tls-private-key-file",
+        default="",
+        help="File containing the default x509 private key matching --tls-cert-file.",
+    )
     add_kubelet_flags(parser)
     standalone = parser.add_argument_group("standalone mode")
-    standalone.add_argument("--inventory-file", default="", help="JSON file listing nodes (and optionally pods); see kubemetrics.inventory.static.")
+    standalone.add_argument(
+        "--inventory-file",
+        default="",
+        help="JSON file listing nodes (and optionally pods); see kubemetrics.inventory.static.",
+    )
     standalone.add_argument(
         "--standalone-core-api",
         action="store_true",
-        help="Also serve a minimal read-only /version, /api, /api/v1/nodes so kubectl works without a kube-apiserver (demo only).",
+        help="Also serve a minimal read-only /version, /api, /api/v1/nodes so kubectl works without a "
+        "kube-apiserver (demo only).",
     )
-    parser.add_argument("--runtime-dir", default="", help="Directory for the worker gRPC socket (default: a new temporary directory).")
+    parser.add_argument(
+        "--runtime-dir", default="", help="Directory for the worker gRPC socket (default: a new temporary directory)."
+    )
     parser.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="number for the log level verbosity")
 
 
