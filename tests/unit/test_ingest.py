@@ -368,3 +368,42 @@ async def eventually(predicate: Callable[[], bool], within: float, what: str) ->
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"timed out after {within}s waiting for {what}")
+
+
+async def test_the_first_plan_waits_until_every_started_worker_has_attached(runtime_dir: Path) -> None:
+    front = Front(runtime_dir, known_nodes={f"node-{i}" for i in range(10)})
+    front.registry = WorkerRegistry(ShardPlanner(), expected_workers=["w0", "w1"], startup_grace_seconds=WAIT * 2)
+    front.server = IngestServer(front.registry, front.ingestor, front.health)
+    front.registry.set_targets(targets(10))
+    await front.server.start(front.address)
+    first = Worker(front.address, "w0")
+    try:
+        pending = asyncio.ensure_future(first.next_assignment())
+        await asyncio.sleep(0.5)
+        assert not pending.done(), "w0 was planned alone before w1 attached"
+        second = Worker(front.address, "w1")
+        w0_plan, w1_plan = await asyncio.gather(pending, second.next_assignment())
+        # Each node goes to exactly one worker in the very first plan: nobody is scraped twice.
+        assert sorted(nodes_of(w0_plan) + nodes_of(w1_plan)) == sorted(f"node-{i}" for i in range(10))
+        assert nodes_of(w0_plan) and nodes_of(w1_plan)
+        await second.die()
+    finally:
+        await first.die()
+        await front.server.stop(0)
+
+
+async def test_the_first_plan_goes_out_after_the_grace_period_when_a_worker_never_attaches(runtime_dir: Path) -> None:
+    front = Front(runtime_dir, known_nodes={f"node-{i}" for i in range(4)})
+    front.registry = WorkerRegistry(ShardPlanner(), expected_workers=["w0", "w1"], startup_grace_seconds=0.5)
+    front.server = IngestServer(front.registry, front.ingestor, front.health)
+    front.registry.set_targets(targets(4))
+    await front.server.start(front.address)
+    only = Worker(front.address, "w0")
+    try:
+        started = time.monotonic()
+        assignment = await only.next_assignment()
+        assert 0.3 <= time.monotonic() - started < WAIT
+        assert len(nodes_of(assignment)) == 4
+    finally:
+        await only.die()
+        await front.server.stop(0)
