@@ -32,7 +32,7 @@ KUBELET_FIXTURES = SHARED_DIR / "fixtures" / "kubelet"
 FUZZ_SECONDS = float(os.environ.get("KUBEMETRICS_FUZZ_SECONDS", "60"))
 FUZZ_NODE = "fuzz-node"
 SCRAPE_TIME = 1_900_000_000_000_000_000
-DECODE_ERROR_KINDS = {"malformed", "truncated", "wrong_type", "oversized", "encoding", "missing_field"}
+DECODE_ERROR_KINDS = {"malformed", "truncated", "wrong_type", "oversized", "encoding", "missing_field", "kubelet_error"}
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,35 @@ TARGETS = [
             b'"containers":null,',
             b'"startTime":null,',
             b'"cpu":{},',
+        ),
+    ),
+    FuzzTarget(
+        name="resource",
+        endpoint="/metrics/resource",
+        decode=lambda body: _native.decode_resource_metrics(body, FUZZ_NODE, SCRAPE_TIME),
+        fixture_dir=KUBELET_FIXTURES / "resource",
+        fixture_glob="*.prom",
+        tokens=(
+            b"NaN",
+            b"+Inf",
+            b"-1",
+            b"1e400",
+            b"1.253376e+07",
+            b"-62135596800000",
+            b"99999999999999999999",
+            b"{",
+            b"}",
+            b"=",
+            b",",
+            b"\r\n",
+            b"# HELP x y\n",
+            b'container=""',
+            b'pod="p",',
+            b'namespace="a\\"b",',
+            b"_extra",
+            b"resource_scrape_error 1\n",
+            b"container_cpu_usage_seconds_total",
+            b'container_memory_working_set_bytes{container="c",namespace="n",pod="p"} 1 1\n',
         ),
     ),
 ]

@@ -7,6 +7,7 @@
 pub mod error;
 pub mod format;
 pub mod render;
+pub mod resource;
 pub mod sample;
 pub mod selector;
 pub mod store;

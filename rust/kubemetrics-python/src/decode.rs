@@ -5,7 +5,7 @@
 
 use kubemetrics_core::error::DecodeError as PayloadError;
 use kubemetrics_core::sample::{ContainerSample, NodeSample, PodSample, ResourcePoint};
-use kubemetrics_core::summary;
+use kubemetrics_core::{resource, summary};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -33,6 +33,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DecodeError", decode_error)?;
     m.add("DEFAULT_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
     m.add_function(wrap_pyfunction!(decode_summary, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_resource_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(describe_sample, m)?)?;
     m.add_function(wrap_pyfunction!(encode_sample, m)?)?;
     Ok(())
@@ -56,6 +57,27 @@ fn decode_summary<'py>(
     match encoded {
         Ok(bytes) => Ok(PyBytes::new(py, &bytes)),
         Err(error) => Err(decode_error(py, "/stats/summary", node, &error)),
+    }
+}
+
+/// Decodes a `/metrics/resource` body into an encoded NodeSample, without holding the interpreter.
+#[pyfunction]
+#[pyo3(signature = (body, node, scrape_time_unix_nanos, max_body_bytes = DEFAULT_MAX_BODY_BYTES))]
+fn decode_resource_metrics<'py>(
+    py: Python<'py>,
+    body: &[u8],
+    node: &str,
+    scrape_time_unix_nanos: i64,
+    max_body_bytes: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    // `bytes` are immutable, so reading the buffer while detached is safe.
+    let encoded = py.detach(|| {
+        resource::decode_resource_metrics(body, node, scrape_time_unix_nanos, max_body_bytes)
+            .map(|sample| sample.to_bytes())
+    });
+    match encoded {
+        Ok(bytes) => Ok(PyBytes::new(py, &bytes)),
+        Err(error) => Err(decode_error(py, "/metrics/resource", node, &error)),
     }
 }
 
