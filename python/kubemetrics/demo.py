@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import base64
 import collections
+import ctypes
 import os
 import signal
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -35,6 +35,14 @@ KUBECONFIG_FILE = "kubeconfig"
 _STOP_GRACE_SECONDS = 10.0
 
 
+def _seconds(text: str) -> float:
+    """A plain number of seconds, or a Go duration ("90s", "2m")."""
+    try:
+        return float(text)
+    except ValueError:
+        return parse_duration(text)
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, default=200, help="Simulated nodes (default 200).")
     parser.add_argument("--pods-per-node", type=int, default=30, help="Pods per simulated node (default 30).")
@@ -47,8 +55,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, help="Scraping workers (default: one per core).")
     parser.add_argument(
         "--work-dir",
-        default="",
-        help="Directory for certificates, inventory, kubeconfig and logs (default: a new temporary one).",
+        default=".demo",
+        help="Directory for certificates, inventory, kubeconfig and logs, reused by later runs (default .demo).",
     )
     parser.add_argument(
         "--secure-port", type=int, default=0, help="Port of the metrics API on 127.0.0.1 (default: a free one)."
@@ -63,13 +71,13 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ready-timeout",
-        type=parse_duration,
+        type=_seconds,
         default=180.0,
         help="How long to wait for everything to be ready (default 3m).",
     )
     parser.add_argument(
         "--exit-after",
-        type=parse_duration,
+        type=_seconds,
         default=0.0,
         help="Stop by itself this long after becoming ready (default: run until Ctrl-C).",
     )
@@ -100,6 +108,16 @@ class _Child:
         return "\n".join(text.splitlines()[-lines:])
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the demo itself dies without stopping its children
+    (e.g. SIGKILL), since their own sessions keep them out of reach of the demo's process group."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _start_child(name: str, argv: Sequence[str], work_dir: Path) -> _Child:
     log_path = work_dir / f"{name}.log"
     with log_path.open("wb") as log_file:
@@ -109,6 +127,7 @@ def _start_child(name: str, argv: Sequence[str], work_dir: Path) -> _Child:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_terminate_with_parent,
         )
     return _Child(name, process, log_path)
 
@@ -236,7 +255,7 @@ def _busiest_namespace(inventory_file: Path) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    work_dir = Path(args.work_dir).resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="kubemetrics-demo-"))
+    work_dir = Path(args.work_dir).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "ready").unlink(missing_ok=True)
     port = args.secure_port or _free_port()

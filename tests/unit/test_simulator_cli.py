@@ -3,12 +3,14 @@ leaving nothing behind; bad flags are refused with a message."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import signal
 import socket
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -63,10 +65,17 @@ def test_simulate_serves_until_sigterm_then_exits_0_leaving_nothing_behind(tmp_p
 
         status, body = fetch(f"https://{base + 1}:{port}/stats/summary?only_cpu_and_memory=true", out_dir / "ca.crt")
         assert status == 200
-        assert json.loads(body)["node"]["nodeName"] == "sim-node-0"
+        node = json.loads(body)["node"]
+        assert node["nodeName"] == "sim-node-0"
         assert fetch(f"https://{base + 2}:{port}/stats/summary", out_dir / "ca.crt")[0] == 500
-        parameters = SimulationParameters(**json.loads((out_dir / "simulation.json").read_text()))
-        assert Model(parameters).node_names() == ["sim-node-0", "sim-node-1", "sim-node-2", "sim-node-3"]
+        # The ground truth is rebuilt from the parameters the simulator wrote.
+        model = Model(SimulationParameters.from_file(out_dir / "simulation.json"))
+        assert model.params.origin == ready["origin"]
+        assert model.node_names() == ["sim-node-0", "sim-node-1", "sim-node-2", "sim-node-3"]
+        sampled = calendar.timegm(time.strptime(node["cpu"]["time"], "%Y-%m-%dT%H:%M:%SZ"))
+        usage = model.node_usage("sim-node-0", sampled)
+        assert node["cpu"]["usageCoreNanoSeconds"] == usage.cpu_cumulative_nanoseconds
+        assert node["memory"]["workingSetBytes"] == usage.memory_working_set_bytes
         assert children_of(child.pid) == []
 
         os.kill(child.pid, signal.SIGTERM)

@@ -9,6 +9,7 @@ import calendar
 import ipaddress
 import json
 import random
+import re
 import socket
 import ssl
 import time
@@ -21,7 +22,7 @@ import aiohttp
 import pytest
 from kubemetrics.inventory.static import load_inventory
 from kubemetrics.simulator.control import start_control
-from kubemetrics.simulator.faults import Fault, FaultKind, parse_fault
+from kubemetrics.simulator.faults import Fault, FaultKind, initial_faults, parse_fault, parse_fault_fraction
 from kubemetrics.simulator.model import Model, SimulationParameters
 from kubemetrics.simulator.server import Fleet, FleetError, FleetSettings
 
@@ -362,3 +363,44 @@ def test_fault_specs_are_parsed_and_bad_ones_say_what_is_accepted() -> None:
         parse_fault("latency")
     with pytest.raises(ValueError, match="takes no argument"):
         parse_fault("http500:3")
+
+
+def test_fault_fraction_picks_a_seeded_share_of_nodes_and_explicit_faults_win() -> None:
+    names = [f"sim-node-{i}" for i in range(2000)]
+    hang = parse_fault_fraction("hang=0.05")
+
+    faults = initial_faults(4, names, [("sim-node-7", Fault(FaultKind.HTTP500))], [hang])
+    again = initial_faults(4, names, [], [hang])
+    other_seed = initial_faults(5, names, [], [hang])
+
+    hung = {name for name, fault in faults.items() if fault.kind is FaultKind.HANG}
+    assert 60 < len(hung) < 140
+    assert faults["sim-node-7"] == Fault(FaultKind.HTTP500)
+    assert set(again) - {"sim-node-7"} == hung - {"sim-node-7"}
+    assert set(other_seed) != set(again)
+    assert parse_fault_fraction("latency:1.5=0.2") == (Fault(FaultKind.LATENCY, 1.5), 0.2)
+    with pytest.raises(ValueError, match="within"):
+        parse_fault_fraction("hang=2")
+
+
+async def test_pipelined_requests_are_answered_in_order_and_connection_close_is_honoured(
+    running: RunningFleet,
+) -> None:
+    kubelet = running.fleet.kubelets[1]
+    reader, writer = await asyncio.open_connection(
+        str(kubelet.address), running.fleet.settings.port, ssl=client_context(running.fleet.ca_file)
+    )
+    host = f"Host: {kubelet.address}\r\n"
+    writer.write(
+        f"GET /healthz HTTP/1.1\r\n{host}\r\n".encode()
+        + f"GET /nope HTTP/1.1\r\n{host}\r\n".encode()
+        + f"GET /healthz HTTP/1.1\r\n{host}Connection: close\r\n\r\n".encode()
+    )
+    await writer.drain()
+    async with asyncio.timeout(5):
+        received = await reader.read()  # until the server closes
+    writer.close()
+
+    statuses = re.findall(rb"HTTP/1\.1 (\d+) ", received)
+    assert statuses == [b"200", b"404", b"200"]
+    assert received.endswith(b"Connection: close\r\nContent-Length: 2\r\n\r\nok")

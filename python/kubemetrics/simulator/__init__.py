@@ -7,6 +7,7 @@
 - `resource`: renders `/metrics/resource` (Prometheus text) from the same values.
 - `faults`: per-node misbehaviour (latency, HTTP 500, hangs, garbage, truncated bodies, ...).
 - `server`: the listeners (one loopback address per node, HTTPS) and the HTTP/1.1 protocol.
+- `addresses`: node i ↔ its loopback address.
 - `pki`: the CA and the per-address-block serving certificates.
 - `inventory`: the inventory file `kubemetrics serve --inventory-file` reads.
 - `control`: the run-time control endpoint (faults, truth, request counts).

@@ -25,11 +25,15 @@ while it runs, for its first seconds after the pod starts.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import math
+import os
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 from kubemetrics.simulator.catalog import APPLICATION_WEIGHTS, APPLICATIONS, DAEMON_SETS, Workload, WorkloadKind
@@ -151,6 +155,12 @@ class SimulationParameters:
     node_name_prefix: str = "sim-node-"
     # Pressure-stall information in cpu/memory/io sections, as 1.33+ kubelets with KubeletPSI report.
     psi: bool = True
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> SimulationParameters:
+        """The parameters a running simulator wrote to its --out-dir (simulation.json)."""
+        fields = json.loads(Path(path).read_text())
+        return cls(**{f.name: fields[f.name] for f in dataclasses.fields(cls) if f.name in fields})
 
     def validate(self) -> None:
         if self.nodes < 1:

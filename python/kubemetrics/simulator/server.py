@@ -146,6 +146,8 @@ class KubeletConnection(asyncio.Protocol):
         # A response is being delayed (latency fault): later requests wait in the buffer.
         self._busy = False
         self._hung = False
+        # The response said Connection: close (or the request was unusable): nothing more is read.
+        self._closing = False
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -165,13 +167,13 @@ class KubeletConnection(asyncio.Protocol):
             self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        if self._hung:
+        if self._hung or self._closing:
             return
         self._buffer += data
         self._process()
 
     def _process(self) -> None:
-        while not self._busy and not self._hung and self._transport is not None:
+        while not (self._busy or self._hung or self._closing) and self._transport is not None:
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buffer) > _MAX_HEAD_BYTES:
@@ -317,6 +319,7 @@ class KubeletConnection(asyncio.Protocol):
             # Declare the whole body, send part of it, hang up: a broken response, not a short one.
             framing = f"{len(body):x}\r\n".encode() if chunked else b""
             transport.write(head + framing + body[:cut_after])
+            self._closing = True
             transport.close()
             return
         if chunked:
@@ -325,6 +328,7 @@ class KubeletConnection(asyncio.Protocol):
         else:
             transport.writelines((head, body))
         if not keep_alive:
+            self._closing = True
             transport.close()
 
 

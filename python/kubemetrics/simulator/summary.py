@@ -17,7 +17,9 @@ cpu, memory, swap}, pods {podRef, startTime, containers, cpu, memory, swap}.
 
 from __future__ import annotations
 
+import collections
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,6 +104,23 @@ def _fs_statics(model: Model, node_index: int) -> _FsStatics:
     )
 
 
+# Full-form templates are several times larger than the reduced ones, and collectors scrape the reduced
+# form: keep full templates for the most recently asked nodes only.
+FULL_TEMPLATES_KEPT = 256
+_full_template_holders: collections.OrderedDict[int, SummaryRenderer] = collections.OrderedDict()
+
+
+def _remember_full_template(renderer: SummaryRenderer) -> None:
+    key = id(renderer)
+    if key in _full_template_holders:
+        _full_template_holders.move_to_end(key)
+        return
+    _full_template_holders[key] = renderer
+    while len(_full_template_holders) > FULL_TEMPLATES_KEPT:
+        _, oldest = _full_template_holders.popitem(last=False)
+        oldest.forget_full_template()
+
+
 class SummaryRenderer:
     """Renders one node's `/stats/summary` bodies from the model."""
 
@@ -118,7 +137,12 @@ class SummaryRenderer:
         if template is None or not template.valid_from <= now < template.valid_until:
             template = self._build(truth, now, full)
             self._templates[full] = template
+        if full:
+            _remember_full_template(self)
         return fill(template, self._values(truth, now, full))
+
+    def forget_full_template(self) -> None:
+        self._templates.pop(True, None)
 
     # ---- values ----
 
@@ -386,13 +410,19 @@ def flatten(document: object) -> tuple[tuple[str, ...], tuple[tuple[int, str], .
     current: list[str] = []
     for piece in pieces:
         if isinstance(piece, _Slot):
-            parts.append("".join(current))
+            # Most parts (indentation, keys) and slots recur in every node's template: share them, or
+            # thousands of nodes' templates would take half a megabyte each.
+            parts.append(sys.intern("".join(current)))
             current = []
-            slots.append((piece.index, piece.key))
+            slot = (piece.index, piece.key)
+            slots.append(_SHARED_SLOTS.setdefault(slot, slot))
         else:
             current.append(piece)
-    parts.append("".join(current))
+    parts.append(sys.intern("".join(current)))
     return tuple(parts), tuple(slots)
+
+
+_SHARED_SLOTS: dict[tuple[int, str], tuple[int, str]] = {}
 
 
 def _emit(value: object, depth: int, out: list[str | _Slot]) -> None:
