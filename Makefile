@@ -10,7 +10,7 @@ PROTO_OUT := python/kubemetrics/v1
 NATIVE_SO_STAMP := $(VENV)/.native-stamp
 RUST_SOURCES := $(shell find rust -name '*.rs' -not -path '*/target/*') rust/Cargo.toml rust/Cargo.lock rust/kubemetrics-core/Cargo.toml rust/kubemetrics-python/Cargo.toml
 
-.PHONY: all build test test-python test-rust lint demo clean proto
+.PHONY: all build test test-python test-rust lint demo clean proto control-plane-build e2e
 
 all: build
 
@@ -43,12 +43,18 @@ test-python: build
 test: build test-rust test-python
 
 lint: build
-	$(VENV)/bin/ruff check python tests benchmarks
-	$(VENV)/bin/ruff format --check python tests benchmarks
+	$(VENV)/bin/ruff check python tests benchmarks scripts
+	$(VENV)/bin/ruff format --check python tests benchmarks scripts
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest kubemetrics._native
 	cargo fmt --manifest-path $(CARGO_MANIFEST) --all --check
 	cargo clippy --manifest-path $(CARGO_MANIFEST) --all-targets -q -- -D warnings
+
+control-plane-build:
+	scripts/control-plane/build.sh
+
+e2e: build control-plane-build
+	KUBEMETRICS_E2E=1 $(PY) -m pytest tests/e2e -v $(PYTEST_ARGS)
 
 demo: build
 	$(PY) -m kubemetrics demo $(DEMO_ARGS)

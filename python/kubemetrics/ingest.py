@@ -55,7 +55,8 @@ def assignment_message(assignment: Assignment) -> ingest_pb2.Assignment:
     return ingest_pb2.Assignment(
         generation=assignment.generation,
         targets=[
-            ingest_pb2.ScrapeTarget(node=t.node, host=t.host, port=t.port, path=t.path) for t in assignment.targets
+            ingest_pb2.ScrapeTarget(node=t.node, host=t.host, port=t.port, path=t.path, fallback_path=t.fallback_path)
+            for t in assignment.targets
         ],
     )
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 DEFAULT_ADDRESS_TYPES = ("Hostname", "InternalDNS", "InternalIP", "ExternalDNS", "ExternalIP")
 KNOWN_ADDRESS_TYPES = frozenset(DEFAULT_ADDRESS_TYPES)
 SUMMARY_PATH = "/stats/summary?only_cpu_and_memory=true"
+RESOURCE_PATH = "/metrics/resource"
+KUBELET_ENDPOINTS = ("auto", "resource", "summary")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -65,6 +67,7 @@ class KubeletOptions:
     bearer_token_file: str = ""
     request_timeout_seconds: float = 10.0
     max_body_bytes: int = 64 * 1024 * 1024
+    endpoint: str = "auto"
 
     def validate(self) -> None:
         if self.request_timeout_seconds <= 0:
@@ -73,6 +76,8 @@ class KubeletOptions:
             raise OptionsError("cannot use both --kubelet-certificate-authority and --kubelet-insecure-tls")
         if bool(self.client_certificate) != bool(self.client_key):
             raise OptionsError("need both --kubelet-client-certificate and --kubelet-client-key, or neither")
+        if self.endpoint not in KUBELET_ENDPOINTS:
+            raise OptionsError(f"--kubelet-endpoint should be one of {', '.join(KUBELET_ENDPOINTS)}")
         if self.max_body_bytes <= 0:
             raise OptionsError("--kubelet-max-body-bytes should be positive")
 
@@ -153,6 +158,15 @@ def add_kubelet_flags(parser: argparse.ArgumentParser) -> None:
         "should contain a corresponding time unit (e.g. 1s, 2m, 3h). (default 10s)",
     )
     group.add_argument(
+        "--kubelet-endpoint",
+        choices=KUBELET_ENDPOINTS,
+        default="auto",
+        help="Kubelet endpoint to scrape: resource (/metrics/resource, as metrics-server >= 0.6), summary "
+        "(/stats/summary?only_cpu_and_memory=true, as metrics-server 0.5), or auto (resource, falling back per "
+        "node to summary when the kubelet answers 404). The node annotation metrics.k8s.io/resource-metrics-path "
+        "overrides the resource path. (default auto)",
+    )
+    group.add_argument(
         "--kubelet-max-body-bytes",
         type=int,
         default=64 * 1024 * 1024,
@@ -172,6 +186,7 @@ def kubelet_options_from(args: argparse.Namespace) -> KubeletOptions:
         bearer_token_file=args.kubelet_bearer_token_file,
         request_timeout_seconds=args.kubelet_request_timeout,
         max_body_bytes=args.kubelet_max_body_bytes,
+        endpoint=args.kubelet_endpoint,
     )
 
 
@@ -182,6 +197,7 @@ def kubelet_flags_argv(options: KubeletOptions) -> list[str]:
         f"--kubelet-preferred-address-types={','.join(options.preferred_address_types)}",
         f"--kubelet-request-timeout={options.request_timeout_seconds}s",
         f"--kubelet-max-body-bytes={options.max_body_bytes}",
+        f"--kubelet-endpoint={options.endpoint}",
     ]
     if options.use_node_status_port:
         argv.append("--kubelet-use-node-status-port")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import xxhash
 
-from kubemetrics.inventory import NodeInfo
-from kubemetrics.options import SUMMARY_PATH, KubeletOptions
+from kubemetrics.inventory import RESOURCE_METRICS_PATH_ANNOTATION, NodeInfo
+from kubemetrics.options import RESOURCE_PATH, SUMMARY_PATH, KubeletOptions
 
 
 class AddressResolutionError(ValueError):
@@ -38,15 +38,29 @@ class ScrapeTarget:
     host: str  # IP or DNS name; IPv6 without brackets (the worker brackets it in URLs)
     port: int
     path: str
+    fallback_path: str = ""
 
 
-def resolve_target(node: NodeInfo, kubelet: KubeletOptions, path: str = SUMMARY_PATH) -> ScrapeTarget:
+def scrape_paths(node: NodeInfo, endpoint: str) -> tuple[str, str]:
+    """(path, fallback path) for --kubelet-endpoint. The resource path honours the node's
+    metrics.k8s.io/resource-metrics-path annotation, as metrics-server >= v0.7 does."""
+    if endpoint == "summary":
+        return SUMMARY_PATH, ""
+    resource = node.annotations.get(RESOURCE_METRICS_PATH_ANNOTATION) or RESOURCE_PATH
+    return resource, SUMMARY_PATH if endpoint == "auto" else ""
+
+
+def resolve_target(node: NodeInfo, kubelet: KubeletOptions, path: str | None = None) -> ScrapeTarget:
     """Address: the first address of the first preferred type the node has (reachability is not
     checked, as upstream). Port: the node's daemonEndpoints port when --kubelet-use-node-status-port
-    is set and the node reports one, else --kubelet-port. Raises AddressResolutionError."""
+    is set and the node reports one, else --kubelet-port. Path: from --kubelet-endpoint unless given.
+    Raises AddressResolutionError."""
     host = _preferred_address(node, kubelet.preferred_address_types)
     port = node.kubelet_port if kubelet.use_node_status_port and node.kubelet_port else kubelet.port
-    return ScrapeTarget(node=node.name, host=host, port=port, path=path)
+    if path is not None:
+        return ScrapeTarget(node=node.name, host=host, port=port, path=path)
+    primary, fallback = scrape_paths(node, kubelet.endpoint)
+    return ScrapeTarget(node=node.name, host=host, port=port, path=primary, fallback_path=fallback)
 
 
 def _preferred_address(node: NodeInfo, preferred_types: Collection[str]) -> str:
@@ -58,7 +72,7 @@ def _preferred_address(node: NodeInfo, preferred_types: Collection[str]) -> str:
 
 
 def resolve_targets(
-    nodes: Iterable[NodeInfo], kubelet: KubeletOptions, path: str = SUMMARY_PATH
+    nodes: Iterable[NodeInfo], kubelet: KubeletOptions, path: str | None = None
 ) -> tuple[list[ScrapeTarget], list[AddressResolutionError]]:
     """Targets for every node that has a usable address, and the errors for those that have none."""
     targets: list[ScrapeTarget] = []

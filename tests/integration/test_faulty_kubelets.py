@@ -49,7 +49,7 @@ def test_each_failure_is_logged_once_per_node_with_url_and_cause(cluster: Cluste
         assert len(lines) == 1, (node, lines)
         line = lines[0]
         assert f"kind={EXPECTED_KIND[fault]}" in line, line
-        assert re.search(r'url="https://127\.42\.\d+\.\d+:10250/stats/summary', line), line
+        assert re.search(r'url="https://127\.42\.\d+\.\d+:10250/(metrics/resource|stats/summary)', line), line
         assert "err=" in line
     for node in cluster.healthy_nodes:
         assert f'node="{node}"' not in "\n".join(line for line in log.splitlines() if "Failed to scrape" in line)

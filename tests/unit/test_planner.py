@@ -77,10 +77,30 @@ def test_node_status_port_of_zero_falls_back_to_the_flag() -> None:
     assert resolve_target(node, KubeletOptions(port=4443, use_node_status_port=True)).port == 4443
 
 
-def test_target_uses_the_summary_path_by_default() -> None:
-    assert resolve_target(NODE, KubeletOptions()) == ScrapeTarget("node-a", "node-a.local", 10250, SUMMARY_PATH)
+def test_target_uses_the_resource_path_with_summary_fallback_by_default() -> None:
+    assert resolve_target(NODE, KubeletOptions()) == ScrapeTarget(
+        "node-a", "node-a.local", 10250, "/metrics/resource", fallback_path=SUMMARY_PATH
+    )
     assert SUMMARY_PATH == "/stats/summary?only_cpu_and_memory=true"
     assert resolve_target(NODE, KubeletOptions(), path="/metrics/resource").path == "/metrics/resource"
+
+
+def test_kubelet_endpoint_flag_chooses_the_path_and_the_fallback() -> None:
+    resource = resolve_target(NODE, KubeletOptions(endpoint="resource"))
+    assert (resource.path, resource.fallback_path) == ("/metrics/resource", "")
+    summary = resolve_target(NODE, KubeletOptions(endpoint="summary"))
+    assert (summary.path, summary.fallback_path) == (SUMMARY_PATH, "")
+
+
+def test_resource_metrics_path_annotation_overrides_the_resource_path_only() -> None:
+    node = NodeInfo(
+        name="kwok-0",
+        addresses=(NodeAddress("Hostname", "kwok-0"),),
+        annotations={"metrics.k8s.io/resource-metrics-path": "/metrics/nodes/kwok-0/metrics/resource"},
+    )
+    assert resolve_target(node, KubeletOptions()).path == "/metrics/nodes/kwok-0/metrics/resource"
+    assert resolve_target(node, KubeletOptions(endpoint="resource")).path == "/metrics/nodes/kwok-0/metrics/resource"
+    assert resolve_target(node, KubeletOptions(endpoint="summary")).path == SUMMARY_PATH
 
 
 def test_resolve_targets_separates_unreachable_nodes() -> None:

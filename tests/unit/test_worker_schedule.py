@@ -99,6 +99,9 @@ class RecordingScraper:
         self.scraped.append(target)
         return ScrapeResult(target.node, b"sample", 0.001, 0, 6)
 
+    def forget(self, target: ScrapeTarget) -> None:
+        pass
+
 
 def target(node: str, port: int = 10250) -> ScrapeTarget:
     return ScrapeTarget(node, "127.0.0.1", port, "/stats/summary")

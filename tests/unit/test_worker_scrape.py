@@ -141,3 +141,79 @@ def test_the_failure_log_says_node_url_and_cause_once_per_cause(caplog: pytest.L
     ]
     assert [record.levelname for record in caplog.records] == ["ERROR"] * 4 + ["INFO"]
     assert failures.failing_nodes() == frozenset()
+
+
+class PathClient:
+    """Answers per URL path: a body, or a failure (e.g. a kubelet without /metrics/resource)."""
+
+    def __init__(self, answers: dict[str, bytes | ScrapeFailure]) -> None:
+        self.answers = answers
+        self.max_body_bytes = 1 << 20
+        self.paths: list[str] = []
+
+    async def get(self, url: URL) -> bytes:
+        self.paths.append(url.raw_path_qs)
+        answer = self.answers[url.raw_path_qs]
+        if isinstance(answer, ScrapeFailure):
+            raise answer
+        return answer
+
+
+RESOURCE_BODY = (
+    b"node_cpu_usage_seconds_total 12.5 1700000000000\n"
+    b"node_memory_working_set_bytes 1.048576e+06 1700000000000\n"
+    b'container_cpu_usage_seconds_total{container="app",namespace="ns",pod="p"} 1.5 1700000000000\n'
+    b'container_memory_working_set_bytes{container="app",namespace="ns",pod="p"} 4096 1700000000000\n'
+)
+AUTO_TARGET = ScrapeTarget("node-1", "10.0.0.1", 10250, "/metrics/resource", fallback_path=SUMMARY_PATH)
+
+
+def native_scraper(client: PathClient) -> NodeScraper:
+    from kubemetrics import _native
+
+    return NodeScraper(
+        client,  # type: ignore[arg-type]
+        _native.decode_summary,
+        1 << 20,
+        resource_decoder=_native.decode_resource_metrics,
+    )
+
+
+async def test_a_resource_path_is_decoded_as_prometheus_text() -> None:
+    client = PathClient({"/metrics/resource": RESOURCE_BODY})
+    result = await native_scraper(client).scrape(AUTO_TARGET)
+    assert result.sample is not None, result.error_message
+    sample = describe(result.sample)
+    assert sample["node_point"]["cumulative_cpu_nanos"] == 12_500_000_000
+    assert [(p["namespace"], p["name"]) for p in sample["pods"]] == [("ns", "p")]
+    assert client.paths == ["/metrics/resource"]
+
+
+async def test_a_kubelet_without_the_resource_endpoint_is_scraped_on_the_summary_from_then_on() -> None:
+    missing = ScrapeFailure("http_status", 'request failed, status: "404 Not Found"', status=404)
+    client = PathClient({"/metrics/resource": missing, SUMMARY_PATH: fixture_body()})
+    node_scraper = native_scraper(client)
+    first = await node_scraper.scrape(AUTO_TARGET)
+    second = await node_scraper.scrape(AUTO_TARGET)
+    assert first.success and second.success
+    assert len(describe(first.sample or b"")["pods"]) == 17
+    # One wasted request for the whole life of the assignment, not one per resolution.
+    assert client.paths == ["/metrics/resource", SUMMARY_PATH, SUMMARY_PATH]
+
+
+async def test_without_a_fallback_a_404_is_an_http_status_failure() -> None:
+    missing = ScrapeFailure("http_status", 'request failed, status: "404 Not Found"', status=404)
+    client = PathClient({"/metrics/resource": missing})
+    target = ScrapeTarget("node-1", "10.0.0.1", 10250, "/metrics/resource")
+    result = await native_scraper(client).scrape(target)
+    assert (result.success, result.error_kind, result.http_status) == (False, "http_status", 404)
+    assert client.paths == ["/metrics/resource"]
+
+
+async def test_other_errors_do_not_switch_to_the_fallback() -> None:
+    broken = ScrapeFailure("http_status", 'request failed, status: "500 Internal Server Error"', status=500)
+    client = PathClient({"/metrics/resource": broken, SUMMARY_PATH: fixture_body()})
+    node_scraper = native_scraper(client)
+    await node_scraper.scrape(AUTO_TARGET)
+    await node_scraper.scrape(AUTO_TARGET)
+    assert client.paths == ["/metrics/resource", "/metrics/resource"]

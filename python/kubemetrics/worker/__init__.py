@@ -1,7 +1,7 @@
 """The worker process: scrapes the kubelets the front assigns to it and pushes decoded samples back.
 
     front ──Attach: full assignment on every change──► ScrapeScheduler (one loop per node)
-    NodeScraper: kubelet GET ─► Rust decode_summary ─► ScrapeResult ─► SampleBatcher ─► Push stream
+    NodeScraper: kubelet GET ─► Rust decoder (resource or summary) ─► ScrapeResult ─► SampleBatcher ─► Push
 
 Stages: `kubelet_client` (TLS, credentials, one capped GET), `scrape` (GET + decode + once-per-cause
 failure logging), `schedule` (per-node slots), `push` (gRPC streams and batching).
@@ -61,10 +61,11 @@ def _configure_logging(options: WorkerOptions) -> None:
     )
 
 
-def _native_decoder() -> Decoder:
+def _native_decoders() -> tuple[Decoder, Decoder]:
+    """(summary decoder, /metrics/resource decoder)."""
     from kubemetrics import _native
 
-    return _native.decode_summary
+    return _native.decode_summary, _native.decode_resource_metrics
 
 
 async def run_worker(
@@ -83,9 +84,10 @@ async def run_worker(
         log.error("Cannot set up TLS to kubelets: %s", err)
         return EXIT_BAD_CONFIG
     bearer_token = BearerToken(credentials.bearer_token_file) if credentials.bearer_token_file else None
+    resource_decoder: Decoder | None = None
     if decoder is None:
         try:
-            decoder = _native_decoder()
+            decoder, resource_decoder = _native_decoders()
         except ImportError as err:
             log.error("Cannot load the native decoder (kubemetrics._native): %s", err)
             return EXIT_BAD_CONFIG
@@ -99,7 +101,7 @@ async def run_worker(
     try:
         await front.wait_ready(FRONT_CONNECT_TIMEOUT_SECONDS)
         async with KubeletClient(kubelet, options.metric_resolution_seconds, tls_context, bearer_token) as client:
-            scraper = NodeScraper(client, decoder, MAX_SAMPLE_BYTES)
+            scraper = NodeScraper(client, decoder, MAX_SAMPLE_BYTES, resource_decoder=resource_decoder)
             batcher = SampleBatcher(options.worker_id)
             scheduler = ScrapeScheduler(scraper, batcher.add, options.metric_resolution_seconds)
             try:

@@ -46,11 +46,13 @@ TOKEN_RECHECK_SECONDS: Final = 1.0
 class ScrapeFailure(Exception):
     """A kubelet request that produced no usable body. `kind` is an ingest `error_kind`."""
 
-    def __init__(self, kind: str, message: str, response_bytes: int = 0) -> None:
+    def __init__(self, kind: str, message: str, response_bytes: int = 0, status: int = 0) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.response_bytes = response_bytes
+        # The HTTP status for kind "http_status", else 0.
+        self.status = status
 
 
 def kubelet_url(host: str, port: int, path: str) -> str:
@@ -189,7 +191,7 @@ def status_failure(status: int, reason: str | None) -> ScrapeFailure:
         except ValueError:
             reason = ""
     text = f"{status} {reason}".rstrip()
-    return ScrapeFailure("http_status", f'request failed, status: "{text}"')
+    return ScrapeFailure("http_status", f'request failed, status: "{text}"', status=status)
 
 
 class KubeletClient:

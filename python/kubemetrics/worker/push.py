@@ -48,7 +48,9 @@ class FrontGone(Exception):
 
 
 def scrape_target_from_proto(target: ingest_pb2.ScrapeTarget) -> ScrapeTarget:
-    return ScrapeTarget(node=target.node, host=target.host, port=target.port, path=target.path)
+    return ScrapeTarget(
+        node=target.node, host=target.host, port=target.port, path=target.path, fallback_path=target.fallback_path
+    )
 
 
 def targets_of(assignment: ingest_pb2.Assignment) -> list[ScrapeTarget]:

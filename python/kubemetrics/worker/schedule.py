@@ -151,8 +151,10 @@ class ScrapeScheduler:
         wanted = {target.node: target for target in targets}
         removed = tuple(node for node in self._loops if node not in wanted)
         for node in removed:
-            self._cancel(self._loops.pop(node))
+            gone = self._loops.pop(node)
+            self._cancel(gone)
             self._scraper.failure_log.forget(node)
+            self._scraper.forget(gone.target)
         # The first assignment may be empty (the front has not listed its nodes yet): the startup
         # spread applies to the first nodes this worker is given, whenever they come.
         spread = None if self._started_any else startup_spread_seconds(len(wanted), self._resolution)
@@ -168,6 +170,7 @@ class ScrapeScheduler:
                 )
                 added.append(node)
             elif loop.target != target:
+                self._scraper.forget(loop.target)
                 loop.target = target
                 updated.append(node)
         self._started_any = self._started_any or bool(added)

@@ -39,6 +39,8 @@ class ScrapeTarget:
     host: str
     port: int
     path: str
+    # Used instead of `path` from the first 404 on (--kubelet-endpoint=auto); "" for none.
+    fallback_path: str = ""
     url: URL = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +50,13 @@ class ScrapeTarget:
             raise ValueError(f"port {self.port} out of range 1-65535")
         # Built once per target, not per scrape; `encoded=True` keeps the path's query as given.
         object.__setattr__(self, "url", URL(kubelet_url(self.host, self.port, self.path), encoded=True))
+
+    @property
+    def is_summary(self) -> bool:
+        return self.path.startswith("/stats/summary")
+
+    def with_fallback(self) -> ScrapeTarget:
+        return ScrapeTarget(self.node, self.host, self.port, self.fallback_path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,7 @@ class ScrapeResult:
     response_bytes: int
     error_kind: str = ""
     error_message: str = ""
+    http_status: int = 0
 
     @property
     def success(self) -> bool:
@@ -122,16 +132,37 @@ class NodeScraper:
         decoder: Decoder,
         max_sample_bytes: int,
         failure_log: FailureLog | None = None,
+        resource_decoder: Decoder | None = None,
     ) -> None:
         self._client = client
-        self._decoder = decoder
+        self._summary_decoder = decoder
+        self._resource_decoder = resource_decoder if resource_decoder is not None else decoder
         self._max_sample_bytes = max_sample_bytes
         self.failure_log = failure_log if failure_log is not None else FailureLog()
+        # Targets whose kubelet answered 404 on the primary path: scraped on their fallback path from then
+        # on (one wasted request per node and worker, like a kubelet older than 1.19 costs once).
+        self._fallen_back: dict[ScrapeTarget, ScrapeTarget] = {}
 
     async def scrape(self, target: ScrapeTarget) -> ScrapeResult:
-        result = await self._scrape(target)
-        self.failure_log.record(target, result)
+        effective = self._fallen_back.get(target, target)
+        result = await self._scrape(effective)
+        if result.http_status == 404 and effective.fallback_path:
+            fallback = effective.with_fallback()
+            log.info(
+                "Kubelet has no %s; using %s for node=%s",
+                effective.path,
+                fallback.path,
+                _quoted(target.node),
+            )
+            self._fallen_back[target] = fallback
+            effective = fallback
+            result = await self._scrape(effective)
+        self.failure_log.record(effective, result)
         return result
+
+    def forget(self, target: ScrapeTarget) -> None:
+        """The target is no longer ours (or changed): keep nothing about it."""
+        self._fallen_back.pop(target, None)
 
     async def _scrape(self, target: ScrapeTarget) -> ScrapeResult:
         request_time = time.time_ns()
@@ -147,11 +178,13 @@ class NodeScraper:
                 failure.response_bytes,
                 failure.kind,
                 failure.message,
+                http_status=failure.status,
             )
         # The duration is the kubelet request, as metrics_server_kubelet_request_duration_seconds has it.
         duration = time.perf_counter() - started
         try:
-            sample = await self._decode(body, target.node, request_time)
+            decoder = self._summary_decoder if target.is_summary else self._resource_decoder
+            sample = await self._decode(decoder, body, target.node, request_time)
         except Exception as err:  # a decoder bug must cost this node's sample only
             kind = "oversized" if getattr(err, "kind", "") == "oversized" else "decode"
             return ScrapeResult(target.node, None, duration, request_time, len(body), kind, f"decode failed: {err}")
@@ -160,8 +193,8 @@ class NodeScraper:
             return ScrapeResult(target.node, None, duration, request_time, len(body), "oversized", message)
         return ScrapeResult(target.node, sample, duration, request_time, len(body))
 
-    async def _decode(self, body: bytes, node: str, request_time: int) -> bytes:
+    async def _decode(self, decoder: Decoder, body: bytes, node: str, request_time: int) -> bytes:
         limit = self._client.max_body_bytes
         if len(body) >= DECODE_ON_THREAD_BYTES:
-            return await asyncio.to_thread(self._decoder, body, node, request_time, limit)
-        return self._decoder(body, node, request_time, limit)
+            return await asyncio.to_thread(decoder, body, node, request_time, limit)
+        return decoder(body, node, request_time, limit)
