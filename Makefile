@@ -10,7 +10,7 @@ PROTO_OUT := python/kubemetrics/v1
 NATIVE_SO_STAMP := $(VENV)/.native-stamp
 RUST_SOURCES := $(shell find rust -name '*.rs' -not -path '*/target/*') rust/Cargo.toml rust/Cargo.lock rust/kubemetrics-core/Cargo.toml rust/kubemetrics-python/Cargo.toml
 
-.PHONY: all build test test-python test-rust lint demo clean proto control-plane-build e2e
+.PHONY: all build test test-python test-rust lint demo clean proto control-plane-build e2e bench-decoders
 
 all: build
 
@@ -55,6 +55,9 @@ control-plane-build:
 
 e2e: build control-plane-build
 	KUBEMETRICS_E2E=1 $(PY) -m pytest tests/e2e -v $(PYTEST_ARGS)
+
+bench-decoders: build
+	$(PY) -m benchmarks.decoders
 
 demo: build
 	$(PY) -m kubemetrics demo $(DEMO_ARGS)
