@@ -6,6 +6,12 @@ PY := $(VENV)/bin/python
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CARGO_MANIFEST := rust/Cargo.toml
+# Shared fixtures and references: ../shared beside the checkout, else beside the repository this
+# one was cloned from (a clone in /tmp/x of /work/main finds /work/shared).
+KUBEMETRICS_SHARED_DIR ?= $(shell d="$(abspath ..)/shared"; if [ -d "$$d" ]; then echo "$$d"; \
+	else o=$$(git config --get remote.origin.url 2>/dev/null); \
+	if [ -n "$$o" ] && [ -d "$$o/../shared" ]; then cd "$$o/../shared" && pwd; else echo "$$d"; fi; fi)
+export KUBEMETRICS_SHARED_DIR
 PROTO_OUT := python/kubemetrics/v1
 NATIVE_SO_STAMP := $(VENV)/.native-stamp
 RUST_SOURCES := $(shell find rust -name '*.rs' -not -path '*/target/*') rust/Cargo.toml rust/Cargo.lock rust/kubemetrics-core/Cargo.toml rust/kubemetrics-python/Cargo.toml
