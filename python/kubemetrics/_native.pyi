@@ -9,6 +9,7 @@ __all__ = [
     "DecodeError",
     "LabelSelectorError",
     "MetricsStore",
+    "ResponseView",
     "StoreStats",
     "decode_resource_metrics",
     "decode_summary",
@@ -88,6 +89,21 @@ class StoreStats:
     """Containers with both points, as metrics_server_storage_points{type="container"}."""
 
 @final
+class ResponseView:
+    """How a metrics response represents what it selected, from the negotiated media type.
+
+    `shape`: "object" (NodeMetrics/PodMetrics and their lists), "table" (a meta.k8s.io Table, JSON
+    only), or "metadata" (PartialObjectMetadata for a GET, PartialObjectMetadataList for a list).
+    `encoding`: "json" or "protobuf" (the `k8s\\x00` + runtime.Unknown envelope). `meta_version`
+    ("v1" or "v1beta1") is the meta.k8s.io version of a table or metadata view; `include_object`
+    ("Metadata" or "", "None", "Object") is what each table row carries. Raises ValueError for any
+    other value."""
+
+    def __new__(
+        cls, shape: str, *, encoding: str = "json", meta_version: str = "v1", include_object: str = "Metadata"
+    ) -> Self: ...
+
+@final
 class MetricsStore:
     """Two points per node and container; CPU = Δcumulative/Δtime, memory = latest working set,
     with metrics-server's storage semantics (pkg/storage)."""
@@ -138,6 +154,35 @@ class MetricsStore:
 
     def render_pod(self, now_unix_seconds: float, namespace: str, name: str) -> bytes | None:
         """`PodMetrics` JSON, or None when the pod has no servable metrics."""
+
+    def render_node_list_view(
+        self,
+        view: ResponseView,
+        now_unix_seconds: float,
+        label_selector: str | None = None,
+        name: str | None = None,
+        excluded_names: Iterable[str] | None = None,
+    ) -> bytes:
+        """The node list response in `view`'s representation; `excluded_names` are names a `!=`
+        field selector drops. Same selection and errors as render_node_list."""
+
+    def render_node_view(self, view: ResponseView, now_unix_seconds: float, node: str) -> bytes | None:
+        """One node in `view`'s representation (a one-row table for "table"), or None."""
+
+    def render_pod_list_view(
+        self,
+        view: ResponseView,
+        now_unix_seconds: float,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        name: str | None = None,
+        excluded_names: Iterable[str] | None = None,
+        excluded_namespaces: Iterable[str] | None = None,
+    ) -> bytes:
+        """The pod list response in `view`'s representation (table cells sum the containers)."""
+
+    def render_pod_view(self, view: ResponseView, now_unix_seconds: float, namespace: str, name: str) -> bytes | None:
+        """One pod in `view`'s representation, or None."""
 
     def stats(self) -> StoreStats: ...
     def ready(self) -> bool:

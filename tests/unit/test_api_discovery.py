@@ -3,6 +3,7 @@ served outside standalone mode."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ AGGREGATED_ACCEPT = (
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
     "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
 )
+V2BETA1_THEN_JSON_ACCEPT = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
 
 
 @pytest.fixture
@@ -55,17 +57,18 @@ async def test_group_list_carries_the_server_address(server: RunningApiServer) -
     ).encode()
 
     plain = await server.get("/apis")
-    # Clients asking for aggregated discovery get the legacy document and fall back.
-    aggregated = await server.get("/apis", headers={"Accept": AGGREGATED_ACCEPT})
+    # v2beta1 aggregated discovery is gone (as in Kubernetes 1.35+ libraries): such clients get the
+    # legacy document and fall back to it.
+    beta_only = await server.get("/apis", headers={"Accept": V2BETA1_THEN_JSON_ACCEPT})
 
-    for reply in (plain, aggregated):
+    for reply in (plain, beta_only):
         assert reply.status == 200
         assert reply.content_type == "application/json"
         assert reply.body == expected
 
 
 async def test_core_api_paths_are_absent_outside_standalone_mode(server: RunningApiServer) -> None:
-    for path in ("/version", "/api", "/api/v1", "/api/v1/nodes", "/openapi/v2", "/"):
+    for path in ("/version", "/api", "/api/v1", "/api/v1/nodes", "/"):
         reply = await server.get(path)
         assert reply.status == 404, path
         assert reply.content_type == "text/plain; charset=utf-8"
@@ -86,3 +89,49 @@ async def test_unknown_paths_under_the_group_are_status_404s(server: RunningApiS
     # Other groups are not ours: the plain mux answers.
     other = await server.get("/apis/apps/v1")
     assert (other.status, other.body) == (404, b"404 page not found\n")
+
+
+AGGREGATED_ITEMS = (
+    b'"items":[{"metadata":{"name":"metrics.k8s.io","creationTimestamp":null},"versions":[{"version":"v1beta1",'
+    b'"resources":['
+    b'{"resource":"nodes","responseKind":{"group":"","version":"","kind":"NodeMetrics"},"scope":"Cluster",'
+    b'"singularResource":"","verbs":["get","list"]},'
+    b'{"resource":"pods","responseKind":{"group":"","version":"","kind":"PodMetrics"},"scope":"Namespaced",'
+    b'"singularResource":"","verbs":["get","list"]}],'
+    b'"freshness":"Current"}]}]'
+)
+
+
+async def test_aggregated_discovery_as_kubectl_and_the_aggregator_ask_for_it(server: RunningApiServer) -> None:
+    reply = await server.get("/apis", headers={"Accept": AGGREGATED_ACCEPT})
+
+    assert reply.status == 200
+    assert reply.content_type == "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    assert reply.body == (
+        b'{"kind":"APIGroupDiscoveryList","apiVersion":"apidiscovery.k8s.io/v2","metadata":{},'
+        + AGGREGATED_ITEMS
+        + b"}\n"
+    )
+    # The apiserver hashes the cached list, whose kind and apiVersion are not set yet.
+    etag = hashlib.sha512(b'{"metadata":{},' + AGGREGATED_ITEMS + b"}").hexdigest().upper()
+    assert reply.headers["Etag"] == f'"{etag}"'
+    assert reply.headers["Vary"] == "Accept"
+    assert reply.headers["Cache-Control"] == "public"
+
+
+async def test_aggregated_discovery_is_not_modified_for_a_matching_etag(server: RunningApiServer) -> None:
+    first = await server.get("/apis", headers={"Accept": AGGREGATED_ACCEPT})
+    again = await server.get("/apis", headers={"Accept": AGGREGATED_ACCEPT, "If-None-Match": first.headers["Etag"]})
+    stale = await server.get("/apis", headers={"Accept": AGGREGATED_ACCEPT, "If-None-Match": '"0123"'})
+
+    assert (again.status, again.body) == (304, b"")
+    assert again.headers["Etag"] == first.headers["Etag"]
+    assert (stale.status, stale.body) == (200, first.body)
+
+
+async def test_discovery_documents_in_an_unservable_type_are_406(server: RunningApiServer) -> None:
+    for path in ("/apis", "/apis/metrics.k8s.io", "/apis/metrics.k8s.io/v1beta1"):
+        reply = await server.get(path, headers={"Accept": "application/yaml"})
+
+        assert reply.status == 406, path
+        assert b'"reason": "NotAcceptable"' in reply.body

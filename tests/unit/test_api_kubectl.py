@@ -5,6 +5,7 @@ certificate as its only authority and no credentials. The server runs on uvloop,
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -99,3 +100,53 @@ def test_kubectl_raw_get_and_not_found_errors(tmp_path: Path) -> None:
     assert 'Error from server (NotFound): nodemetrics.metrics.k8s.io "node-c" not found' in top_silent_node[2]
     assert top_silent_pod[0] == 1
     assert 'Error from server (NotFound): podmetrics.metrics.k8s.io "default/web-2" not found' in top_silent_pod[2]
+
+
+def test_kubectl_get_prints_the_metrics_tables(tmp_path: Path) -> None:
+    nodes, pods = kubectl_session(tmp_path, ("get", "nodes.metrics.k8s.io"), ("get", "pods.metrics.k8s.io", "-A"))
+
+    # The columns and cells of metrics-server's Table; NAMESPACE comes from each row's metadata.
+    assert nodes[0] == 0, nodes[2]
+    assert nodes[1] == ("NAME     CPU    MEMORY   WINDOW\nnode-a   500m   1Gi      15s\nnode-b   250m   2Gi      15s\n")
+    assert pods[0] == 0, pods[2]
+    assert pods[1] == (
+        "NAMESPACE     NAME        CPU    MEMORY    WINDOW\n"
+        "default       web-0       100m   64Mi      15s\n"
+        "default       web-1       120m   80Mi      15s\n"
+        "kube-system   coredns-0   25m    17360Ki   15s\n"
+    )
+
+
+def test_kubectl_top_reads_protobuf_with_and_without_use_protocol_buffers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="kubemetrics.api.server"):
+        with_protobuf, without = kubectl_session(
+            tmp_path,
+            ("top", "nodes", "--use-protocol-buffers=true"),
+            ("top", "nodes", "--use-protocol-buffers=false"),
+        )
+
+    assert with_protobuf[0] == 0, with_protobuf[2]
+    assert without[0] == 0, without[2]
+    assert with_protobuf[1] == without[1]
+    assert with_protobuf[1].splitlines()[1].split() == ["node-a", "500m", "12%", "1024Mi", "6%"]
+    metrics_requests = [
+        record.getMessage()
+        for record in caplog.records
+        if record.getMessage().startswith("GET /apis/metrics.k8s.io/v1beta1/nodes ")
+    ]
+    # kubectl 1.32's metrics client prefers protobuf either way; the flag only changes the fallback.
+    assert len(metrics_requests) == 2, metrics_requests
+    assert "[protobuf] (Accept: application/vnd.kubernetes.protobuf, */*;" in metrics_requests[0]
+    assert "[protobuf] (Accept: application/vnd.kubernetes.protobuf,application/json;" in metrics_requests[1]
+
+
+def test_kubectl_explain_reads_the_openapi_v3_document(tmp_path: Path) -> None:
+    [(code, stdout, stderr)] = kubectl_session(tmp_path, ("explain", "podmetrics.containers"))
+
+    assert code == 0, stderr
+    assert "GROUP:      metrics.k8s.io" in stdout
+    assert "KIND:       PodMetrics" in stdout
+    assert "FIELD: containers <[]ContainerMetrics>" in stdout
+    assert "usage\t<map[string]Quantity> -required-" in stdout

@@ -10,7 +10,7 @@ from typing import cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from kubemetrics._native import MetricsStore
+from kubemetrics._native import MetricsStore, ResponseView
 from kubemetrics.api.status import ApiStatusError, StatusDetails
 from test_api_support import api_context, build_store, running_api_server
 
@@ -43,7 +43,7 @@ class BrokenStore:
     def __init__(self, store: MetricsStore) -> None:
         self._store = store
 
-    def render_node_list(self, now: float, label_selector: str | None = None, name: str | None = None) -> bytes:
+    def render_node_list_view(self, view: ResponseView, now: float, *args: object) -> bytes:
         raise RuntimeError("store lock poisoned")
 
     def __getattr__(self, name: str) -> object:
@@ -80,15 +80,20 @@ class SlowStore:
     def __init__(self, store: MetricsStore) -> None:
         self._store = store
 
-    def render_pod_list(
+    def render_pod_list_view(
         self,
+        view: ResponseView,
         now: float,
         namespace: str | None = None,
         label_selector: str | None = None,
         name: str | None = None,
+        excluded_names: frozenset[str] = frozenset(),
+        excluded_namespaces: frozenset[str] = frozenset(),
     ) -> bytes:
         time.sleep(1.0)
-        return self._store.render_pod_list(now, namespace, label_selector, name)
+        return self._store.render_pod_list_view(
+            view, now, namespace, label_selector, name, excluded_names, excluded_namespaces
+        )
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._store, name)

@@ -7,12 +7,8 @@ metrics-server supports only two fields and the store takes at most one name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
-
-from kubemetrics.api.encoding import escape_like_go
 from kubemetrics.api.status import bad_request
 
 NAME_FIELD = "metadata.name"
@@ -100,7 +96,7 @@ class MetadataFilter:
     """What a fieldSelector over `metadata.name` / `metadata.namespace` lets through.
 
     `name`/`namespace` are the only values an `=` term allows (handed to the store's render call);
-    `!=` terms become exclusions applied to the rendered list.
+    `!=` terms become exclusions the store applies while rendering.
     """
 
     name: str | None = None
@@ -112,6 +108,12 @@ class MetadataFilter:
     @property
     def needs_post_filter(self) -> bool:
         return self.matches_nothing or bool(self.excluded_names or self.excluded_namespaces)
+
+    @property
+    def store_name(self) -> str | None:
+        """The name to hand to the store: "" when the selector matches nothing, since no object
+        has an empty name."""
+        return "" if self.matches_nothing else self.name
 
     def keeps(self, name: str, namespace: str) -> bool:
         if self.matches_nothing or name in self.excluded_names or namespace in self.excluded_namespaces:
@@ -155,22 +157,3 @@ def metadata_filter(text: str, *, namespaced: bool, path_namespace: str | None =
         excluded_namespaces=excluded_namespaces,
         matches_nothing=matches_nothing,
     )
-
-
-def filter_list_items(body: bytes, keeps: Callable[[str, str], bool]) -> bytes:
-    """Drop items of a rendered `…List` JSON for which keeps(name, namespace) is False.
-
-    Only used for the rare `!=` field selectors and contradictory ones; the common paths hand their
-    filter to the store. Item objects pass through orjson unchanged apart from the dropped ones
-    (no numbers, no floats: every value in a metrics object is a string).
-    """
-    document = orjson.loads(body)
-    items = document.get("items") or []
-    kept = []
-    for item in items:
-        metadata = item.get("metadata") or {}
-        if keeps(str(metadata.get("name", "")), str(metadata.get("namespace", ""))):
-            kept.append(item)
-    document["items"] = kept
-    filtered = escape_like_go(orjson.dumps(document))
-    return filtered + b"\n" if body.endswith(b"\n") else filtered

@@ -3,7 +3,9 @@
 Routing follows the generic apiserver's split (reference/metrics-server.md §2.1): paths under an
 installed API prefix (`/apis`, `/apis/metrics.k8s.io…`, and `/api…` with the standalone core API)
 answer unknown paths and unsupported methods with Kubernetes `Status` errors, as go-restful does
-there; every other unknown path gets Go's plain `404 page not found`.
+there; every other unknown path gets Go's plain `404 page not found`. Objects and `Status` errors
+are written in the representation negotiated from the Accept header (negotiation.py,
+responses.py); the OpenAPI documents (openapi.py) sit outside the REST routes, as in the apiserver.
 
 Authentication and authorization are not wired yet. They will be middlewares: `start_api_server`
 and `create_app` take a `middlewares` sequence that runs inside request logging and `Status` error
@@ -15,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -27,6 +30,8 @@ from kubemetrics.api.core_api import CoreApi
 from kubemetrics.api.discovery import DiscoveryHandlers
 from kubemetrics.api.health_endpoints import TEXT_CONTENT_TYPE, add_health_routes
 from kubemetrics.api.metrics_api import METRICS_PREFIX, MetricsApi
+from kubemetrics.api.openapi import OpenApiHandlers
+from kubemetrics.api.responses import representation_of, status_response
 from kubemetrics.api.status import ApiStatusError, internal_error, method_not_allowed, no_such_path
 
 log = logging.getLogger(__name__)
@@ -35,11 +40,19 @@ PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LISTEN_BACKLOG = 1024
 
 
-async def start_api_server(ctx: ApiContext, *, middlewares: Sequence[Middleware] = ()) -> web.AppRunner:
+async def start_api_server(
+    ctx: ApiContext,
+    *,
+    middlewares: Sequence[Middleware] = (),
+    configure_tls: Callable[[ssl.SSLContext], None] | None = None,
+) -> web.AppRunner:
     """Serve HTTPS on bind_address:secure_port (0 picks a free port; see `runner.addresses`).
-    The caller owns the returned runner and calls `cleanup()` on it."""
+    `configure_tls` may adjust the serving context before it is used (client certificate requests,
+    api/auth.py). The caller owns the returned runner and calls `cleanup()` on it."""
     cert = await asyncio.to_thread(serving_cert, ctx.options)
     ssl_context = server_ssl_context(cert)
+    if configure_tls is not None:
+        configure_tls(ssl_context)
     runner = web.AppRunner(create_app(ctx, middlewares=middlewares), access_log=None, handle_signals=False)
     await runner.setup()
     try:
@@ -83,6 +96,12 @@ def create_app(ctx: ApiContext, *, middlewares: Sequence[Middleware] = ()) -> we
     get(f"{METRICS_PREFIX}/namespaces/{{namespace}}/pods", metrics.list_namespaced_pods)
     get(f"{METRICS_PREFIX}/namespaces/{{namespace}}/pods/{{name}}", metrics.get_pod)
 
+    # kube-openapi's handlers sit on the non-REST mux: any method gets the document.
+    openapi = OpenApiHandlers()
+    router.add_route("*", "/openapi/v2", openapi.v2)
+    router.add_route("*", "/openapi/v3", openapi.v3_discovery)
+    router.add_route("*", "/openapi/v3/{path:.+}", openapi.v3_document)
+
     add_health_routes(router, ctx)
     router.add_route("*", "/metrics", _self_metrics_handler(ctx))
 
@@ -116,12 +135,12 @@ async def convert_status_errors(request: web.Request, handler: Handler) -> web.S
     try:
         return await handler(request)
     except ApiStatusError as err:
-        return err.response()
+        return status_response(request, err)
     except web.HTTPException:
         raise
     except Exception as err:
         log.exception("internal error serving %s %s", request.method, request.path_qs)
-        return internal_error(str(err)).response()
+        return status_response(request, internal_error(str(err)))
 
 
 @web.middleware
@@ -136,11 +155,13 @@ async def log_request(request: web.Request, handler: Handler) -> web.StreamRespo
         return response
     finally:
         log.debug(
-            "%s %s -> %d in %.1f ms (%s, %s)",
+            "%s %s -> %d in %.1f ms [%s] (Accept: %s; %s, %s)",
             request.method,
             request.path_qs,
             status,
             (time.perf_counter() - started) * 1000,
+            representation_of(request),
+            request.headers.get("Accept", "-"),
             request.remote,
             request.headers.get("User-Agent", "-"),
         )

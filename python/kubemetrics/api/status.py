@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from kubemetrics.api.encoding import JSON_CONTENT_TYPE, encode_object
+from kubemetrics.api import protobuf
+from kubemetrics.api.encoding import JSON_CONTENT_TYPE, encode_indented, encode_object
 
 METRICS_GROUP = "metrics.k8s.io"
 
@@ -30,6 +31,24 @@ class StatusDetails:
             fields["causes"] = [{"message": cause} for cause in self.causes]
         return {key: value for key, value in fields.items() if value}
 
+    def as_protobuf(self) -> bytes:
+        """metav1.StatusDetails: name, group, kind, causes (StatusCause{type, message, field}),
+        retryAfterSeconds, uid; all written."""
+        causes = b"".join(
+            protobuf.message(4, protobuf.string(1, "") + protobuf.string(2, cause) + protobuf.string(3, ""))
+            for cause in self.causes
+        )
+        return b"".join(
+            (
+                protobuf.string(1, self.name),
+                protobuf.string(2, self.group),
+                protobuf.string(3, self.kind),
+                causes,
+                protobuf.integer(5, 0),
+                protobuf.string(6, ""),
+            )
+        )
+
 
 @dataclass(eq=False)
 class ApiStatusError(Exception):
@@ -44,7 +63,8 @@ class ApiStatusError(Exception):
     def __str__(self) -> str:
         return f"{self.code} {self.reason}: {self.message}"
 
-    def body(self) -> bytes:
+    def document(self) -> dict[str, object]:
+        """The `Status` object in metav1.Status field order."""
         status: dict[str, object] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -56,7 +76,31 @@ class ApiStatusError(Exception):
         if self.details is not None:
             status["details"] = self.details.as_json()
         status["code"] = self.code
-        return encode_object(status)
+        return status
+
+    def body(self) -> bytes:
+        """Compact JSON, as the apiserver's encoder writes it."""
+        return encode_object(self.document())
+
+    def indented_body(self) -> bytes:
+        """json.MarshalIndent: what WriteRawJSON sends when no Accept clause can be served, and
+        what curl (pretty printing) gets."""
+        return encode_indented(self.document())
+
+    def protobuf_body(self) -> bytes:
+        """metav1.Status in the `k8s\\x00` + runtime.Unknown envelope (typeMeta v1/Status):
+        metadata (an empty ListMeta), status, message, reason, details when set, code."""
+        raw = b"".join(
+            (
+                protobuf.message(1, protobuf.EMPTY_LIST_META),
+                protobuf.string(2, "Failure"),
+                protobuf.string(3, self.message),
+                protobuf.string(4, self.reason),
+                protobuf.message(5, self.details.as_protobuf()) if self.details is not None else b"",
+                protobuf.integer(6, self.code),
+            )
+        )
+        return protobuf.envelope("v1", "Status", raw)
 
     def response(self) -> web.Response:
         return web.Response(status=self.code, body=self.body(), headers={"Content-Type": JSON_CONTENT_TYPE})

@@ -11,6 +11,10 @@
 //! [`encode_pod_item`]); a request only concatenates them and splices in `creationTimestamp`,
 //! which metrics-server sets to the request time. At 150k pods this turns a response into a
 //! sequence of copies instead of 600k string escapes over memory scattered across the heap.
+//!
+//! The other representations a client can negotiate are in submodules: [`protobuf`] (the
+//! Kubernetes protobuf encoding), [`table`] (the `meta.k8s.io` Table and metadata-only views) and
+//! [`views`] (one entry point per response, whatever the representation).
 
 use crate::format::{
     unix_seconds_of_nanos, write_cpu_quantity, write_duration, write_json_string,
@@ -254,5 +258,11 @@ pub fn render_object(resource: Resource, item: &EncodedItem, now_unix_seconds: i
     out
 }
 
+pub mod protobuf;
+pub mod table;
+pub mod views;
+
+#[cfg(test)]
+mod test_stores;
 #[cfg(test)]
 mod tests;

@@ -4,10 +4,12 @@
 //! it, so a long render (150k pods) never holds the GIL and a caller never waits for the lock while
 //! holding it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kubemetrics_core::format;
+use kubemetrics_core::render::table::{MetaVersion, RowObject, TableOptions};
+use kubemetrics_core::render::views::{self, Encoding, View};
 use kubemetrics_core::sample::NodeSample;
 use kubemetrics_core::selector::LabelSelector;
 use kubemetrics_core::store::{Labels, MetricsStore as Store, PodKey};
@@ -41,6 +43,127 @@ impl StoreStats {
             self.nodes, self.node_points, self.pods, self.containers, self.container_points
         )
     }
+}
+
+/// How a response represents the selected metrics: the objects (JSON or protobuf), a `Table`, or
+/// metadata only. Built once per request from the negotiated media type.
+#[pyclass(module = "kubemetrics._native", name = "ResponseView", frozen)]
+pub struct ResponseView {
+    view: View,
+}
+
+fn parse_encoding(encoding: &str) -> PyResult<Encoding> {
+    match encoding {
+        "json" => Ok(Encoding::Json),
+        "protobuf" => Ok(Encoding::Protobuf),
+        other => Err(PyValueError::new_err(format!(
+            "encoding must be \"json\" or \"protobuf\", got {other:?}"
+        ))),
+    }
+}
+
+fn parse_meta_version(meta_version: &str) -> PyResult<MetaVersion> {
+    match meta_version {
+        "v1" => Ok(MetaVersion::V1),
+        "v1beta1" => Ok(MetaVersion::V1beta1),
+        other => Err(PyValueError::new_err(format!(
+            "meta_version must be \"v1\" or \"v1beta1\", got {other:?}"
+        ))),
+    }
+}
+
+fn parse_row_object(include_object: &str) -> PyResult<RowObject> {
+    match include_object {
+        "" | "Metadata" => Ok(RowObject::Metadata),
+        "None" => Ok(RowObject::Nothing),
+        "Object" => Ok(RowObject::Object),
+        other => Err(PyValueError::new_err(format!(
+            "include_object must be \"Metadata\", \"Object\", \"None\" or empty, got {other:?}"
+        ))),
+    }
+}
+
+fn encoding_name(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Json => "json",
+        Encoding::Protobuf => "protobuf",
+    }
+}
+
+fn meta_version_name(version: MetaVersion) -> &'static str {
+    match version {
+        MetaVersion::V1 => "v1",
+        MetaVersion::V1beta1 => "v1beta1",
+    }
+}
+
+#[pymethods]
+impl ResponseView {
+    #[new]
+    #[pyo3(signature = (shape, *, encoding = "json", meta_version = "v1", include_object = "Metadata"))]
+    fn new(
+        shape: &str,
+        encoding: &str,
+        meta_version: &str,
+        include_object: &str,
+    ) -> PyResult<Self> {
+        let encoding = parse_encoding(encoding)?;
+        let view = match shape {
+            "object" => View::Object(encoding),
+            "table" if encoding == Encoding::Json => View::Table(TableOptions {
+                version: parse_meta_version(meta_version)?,
+                row_object: parse_row_object(include_object)?,
+            }),
+            "table" => {
+                return Err(PyValueError::new_err(
+                    "a Table is served as JSON only (as the apiserver allows it)",
+                ))
+            }
+            "metadata" => View::Metadata(parse_meta_version(meta_version)?, encoding),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "shape must be \"object\", \"table\" or \"metadata\", got {other:?}"
+                )))
+            }
+        };
+        Ok(Self { view })
+    }
+
+    fn __repr__(&self) -> String {
+        match self.view {
+            View::Object(encoding) => {
+                format!(
+                    "ResponseView('object', encoding='{}')",
+                    encoding_name(encoding)
+                )
+            }
+            View::Table(options) => format!(
+                "ResponseView('table', meta_version='{}', include_object='{}')",
+                meta_version_name(options.version),
+                match options.row_object {
+                    RowObject::Nothing => "None",
+                    RowObject::Metadata => "Metadata",
+                    RowObject::Object => "Object",
+                }
+            ),
+            View::Metadata(version, encoding) => format!(
+                "ResponseView('metadata', encoding='{}', meta_version='{}')",
+                encoding_name(encoding),
+                meta_version_name(version)
+            ),
+        }
+    }
+}
+
+/// Names (or namespaces) a `!=` field selector excludes; `None` excludes nothing.
+fn extract_exclusions(values: Option<&Bound<'_, PyAny>>) -> PyResult<HashSet<String>> {
+    let Some(values) = values else {
+        return Ok(HashSet::new());
+    };
+    values
+        .try_iter()?
+        .map(|value| value?.extract::<String>())
+        .collect()
 }
 
 /// Two points per node and container with metrics-server's storage semantics.
@@ -270,6 +393,118 @@ impl MetricsStore {
         body.map(|body| into_bytes(py, body))
     }
 
+    #[pyo3(signature = (view, now_unix_seconds, label_selector = None, name = None, excluded_names = None))]
+    fn render_node_list_view(
+        &self,
+        py: Python<'_>,
+        view: &ResponseView,
+        now_unix_seconds: f64,
+        label_selector: Option<&str>,
+        name: Option<&str>,
+        excluded_names: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyBytes>> {
+        let now = whole_seconds(now_unix_seconds);
+        let view = view.view;
+        let excluded_names = extract_exclusions(excluded_names)?;
+        let body: Result<Vec<u8>, String> = py.detach(|| {
+            let selector = parse_selector(label_selector)?;
+            let store = self.read();
+            if view == View::Object(Encoding::Json) && excluded_names.is_empty() {
+                return Ok(store.render_node_list(&selector, name, now));
+            }
+            let mut nodes = store.node_metrics_list(&selector, name);
+            nodes.retain(|node| !excluded_names.contains(node.name));
+            Ok(views::render_node_list(view, &nodes, now))
+        });
+        body.map(|body| into_bytes(py, body))
+            .map_err(LabelSelectorError::new_err)
+    }
+
+    fn render_node_view(
+        &self,
+        py: Python<'_>,
+        view: &ResponseView,
+        now_unix_seconds: f64,
+        node: &str,
+    ) -> Option<Py<PyBytes>> {
+        let now = whole_seconds(now_unix_seconds);
+        let view = view.view;
+        let body = py.detach(|| {
+            let store = self.read();
+            if view == View::Object(Encoding::Json) {
+                return store.render_node(node, now);
+            }
+            let metrics = store.node_metrics(node)?;
+            Some(views::render_node(view, &metrics, now))
+        });
+        body.map(|body| into_bytes(py, body))
+    }
+
+    #[pyo3(signature = (
+        view,
+        now_unix_seconds,
+        namespace = None,
+        label_selector = None,
+        name = None,
+        excluded_names = None,
+        excluded_namespaces = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn render_pod_list_view(
+        &self,
+        py: Python<'_>,
+        view: &ResponseView,
+        now_unix_seconds: f64,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+        name: Option<&str>,
+        excluded_names: Option<&Bound<'_, PyAny>>,
+        excluded_namespaces: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyBytes>> {
+        let now = whole_seconds(now_unix_seconds);
+        let view = view.view;
+        let excluded_names = extract_exclusions(excluded_names)?;
+        let excluded_namespaces = extract_exclusions(excluded_namespaces)?;
+        let body: Result<Vec<u8>, String> = py.detach(|| {
+            let selector = parse_selector(label_selector)?;
+            let store = self.read();
+            if view == View::Object(Encoding::Json)
+                && excluded_names.is_empty()
+                && excluded_namespaces.is_empty()
+            {
+                return Ok(store.render_pod_list(namespace, &selector, name, now));
+            }
+            let mut pods = store.pod_metrics_list(namespace, &selector, name);
+            pods.retain(|pod| {
+                !excluded_names.contains(pod.name) && !excluded_namespaces.contains(pod.namespace)
+            });
+            Ok(views::render_pod_list(view, &pods, now))
+        });
+        body.map(|body| into_bytes(py, body))
+            .map_err(LabelSelectorError::new_err)
+    }
+
+    fn render_pod_view(
+        &self,
+        py: Python<'_>,
+        view: &ResponseView,
+        now_unix_seconds: f64,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Py<PyBytes>> {
+        let now = whole_seconds(now_unix_seconds);
+        let view = view.view;
+        let body = py.detach(|| {
+            let store = self.read();
+            if view == View::Object(Encoding::Json) {
+                return store.render_pod(namespace, name, now);
+            }
+            let metrics = store.pod_metrics(namespace, name)?;
+            Some(views::render_pod(view, &metrics, now))
+        });
+        body.map(|body| into_bytes(py, body))
+    }
+
     fn stats(&self, py: Python<'_>) -> StoreStats {
         let stats = py.detach(|| self.read().stats());
         StoreStats {
@@ -304,6 +539,7 @@ fn format_duration(nanos: i64) -> String {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<MetricsStore>()?;
     m.add_class::<StoreStats>()?;
+    m.add_class::<ResponseView>()?;
     m.add(
         "LabelSelectorError",
         m.py().get_type::<LabelSelectorError>(),
