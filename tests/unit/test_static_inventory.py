@@ -294,7 +294,9 @@ def test_applied_snapshot_gives_the_store_its_nodes_and_pods_and_the_planner_its
     assert applier.snapshot() is snapshot
     assert store.has_node_metadata("a") and store.has_node_metadata("no-address")
     assert store.has_pod_metadata("ns", "p")
-    assert registry.planner.assignment("w0").targets == (ScrapeTarget("a", "10.0.0.1", 10250, SUMMARY_PATH),)
+    assert registry.planner.assignment("w0").targets == (
+        ScrapeTarget("a", "10.0.0.1", 10250, "/metrics/resource", fallback_path=SUMMARY_PATH),
+    )
     two_points(store, "a")
     assert served_labels(store, "a") == {"zone": "1"}
 

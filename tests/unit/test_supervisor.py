@@ -230,6 +230,7 @@ def test_real_worker_command_carries_the_front_address_and_kubelet_flags() -> No
         "--kubelet-preferred-address-types=InternalIP",
         "--kubelet-request-timeout=10.0s",
         f"--kubelet-max-body-bytes={64 * 1024 * 1024}",
+        "--kubelet-endpoint=auto",
         "--kubelet-insecure-tls",
         "--v=2",
     ]
