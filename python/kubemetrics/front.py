@@ -28,9 +28,12 @@ from pathlib import Path
 
 from kubemetrics._native import MetricsStore
 from kubemetrics.api import ApiContext
+from kubemetrics.api.label_selector import parse_label_selector
 from kubemetrics.health import HealthState
 from kubemetrics.ingest import SOCKET_NAME, IngestServer, SampleIngestor, WorkerRegistry, socket_address
 from kubemetrics.inventory import InventorySnapshot
+from kubemetrics.inventory.kubeconfig import KubeconfigError, load_api_server_config
+from kubemetrics.inventory.kubernetes import KubernetesInventorySource
 from kubemetrics.inventory.static import InventoryFileError, StaticInventorySource
 from kubemetrics.options import KubeletOptions, ServeOptions
 from kubemetrics.planner import AddressResolutionError, ShardPlanner, resolve_targets
@@ -96,10 +99,10 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
         return 1
     _remove_stale_socket(socket_path)
 
-    inventory = StaticInventorySource(options.inventory_file).snapshots()
     try:
+        inventory = _inventory_source(options).snapshots()
         first = await anext(inventory)
-    except InventoryFileError as err:
+    except (InventoryFileError, KubeconfigError) as err:
         log.error("%s", err)
         return 1
 
@@ -119,6 +122,7 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
     supervisor = WorkerSupervisor(worker_ids, worker_command(options, address), self_metrics=self_metrics)
     background: list[asyncio.Task[None]] = []
     api_runner = None
+    auth = None
     try:
         try:
             await ingest.start(address)
@@ -129,12 +133,18 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
                     _refresh_store_stats(store, applier, registry, self_metrics, health), name="store stats"
                 )
             )
+            from kubemetrics.api.auth import DelegatedAuth
             from kubemetrics.api.server import start_api_server
 
             ctx = ApiContext(
                 options=options, store=store, health=health, self_metrics=self_metrics, inventory=applier.snapshot
             )
-            api_runner = await start_api_server(ctx)
+            auth = await DelegatedAuth.start(options.auth)
+            api_runner = await start_api_server(
+                ctx,
+                middlewares=auth.middlewares if auth else (),
+                configure_tls=auth.configure_tls if auth else None,
+            )
         except Exception as err:
             # Ports in use, unreadable certificates and the like: one line, no traceback.
             log.error("cannot start serving: %s", err, exc_info=not isinstance(err, OSError | RuntimeError))
@@ -154,6 +164,8 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
         log.info("shutting down")
         if api_runner is not None:
             await api_runner.cleanup()
+        if auth is not None:
+            await auth.close()
         registry.closing = True
         await supervisor.shutdown()
         await ingest.stop()
@@ -175,6 +187,14 @@ async def _wait_for_stop_or_failure(stop: asyncio.Event, background: list[asynci
             log.error("%s stopped unexpectedly", task.get_name(), exc_info=error)
             return True
     return False
+
+
+def _inventory_source(options: ServeOptions) -> StaticInventorySource | KubernetesInventorySource:
+    """--inventory-file (standalone) wins; otherwise the cluster from --kubeconfig or in-cluster config."""
+    if options.inventory_file:
+        return StaticInventorySource(options.inventory_file)
+    selector = parse_label_selector(options.node_selector) if options.node_selector else None
+    return KubernetesInventorySource(load_api_server_config(options.kubeconfig), node_selector=selector)
 
 
 def _remove_stale_socket(path: Path) -> None:

@@ -82,6 +82,147 @@ class KubeletOptions:
             raise OptionsError("--kubelet-max-body-bytes should be positive")
 
 
+DEFAULT_ALWAYS_ALLOW_PATHS = ("/healthz", "/readyz", "/livez")
+
+
+@dataclass(frozen=True, slots=True)
+class DelegatedAuthOptions:
+    """The generic apiserver's DelegatingAuthenticationOptions/DelegatingAuthorizationOptions flags.
+    Empty CA files and header lists mean "take it from the extension-apiserver-authentication
+    ConfigMap" (api/auth.py)."""
+
+    authentication_kubeconfig: str = ""
+    authorization_kubeconfig: str = ""
+    authentication_skip_lookup: bool = False
+    authentication_tolerate_lookup_failure: bool = False
+    authentication_token_webhook_cache_ttl_seconds: float = 10.0
+    client_ca_file: str = ""
+    requestheader_client_ca_file: str = ""
+    requestheader_allowed_names: tuple[str, ...] = ()
+    requestheader_username_headers: tuple[str, ...] = ("x-remote-user",)
+    requestheader_group_headers: tuple[str, ...] = ("x-remote-group",)
+    requestheader_extra_headers_prefix: tuple[str, ...] = ("x-remote-extra-",)
+    authorization_always_allow_paths: tuple[str, ...] = DEFAULT_ALWAYS_ALLOW_PATHS
+    authorization_webhook_cache_authorized_ttl_seconds: float = 10.0
+    authorization_webhook_cache_unauthorized_ttl_seconds: float = 10.0
+
+
+def _string_list(text: str) -> tuple[str, ...]:
+    """pflag's StringSlice: comma-separated, empty string = empty list."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def add_delegated_auth_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("delegated authentication and authorization")
+    group.add_argument(
+        "--authentication-kubeconfig",
+        default="",
+        help="kubeconfig file pointing at the 'core' kubernetes server with enough rights to create "
+        "tokenreviews.authentication.k8s.io. (default: in-cluster; with neither, authentication and "
+        "authorization are off: standalone mode)",
+    )
+    group.add_argument(
+        "--authorization-kubeconfig",
+        default="",
+        help="kubeconfig file pointing at the 'core' kubernetes server with enough rights to create "
+        "subjectaccessreviews.authorization.k8s.io. (default: in-cluster)",
+    )
+    group.add_argument(
+        "--authentication-skip-lookup",
+        action="store_true",
+        help="If false, the authentication-kubeconfig will be used to lookup missing authentication "
+        "configuration from the cluster.",
+    )
+    group.add_argument(
+        "--authentication-tolerate-lookup-failure",
+        action="store_true",
+        help="If true, failures to look up missing authentication configuration from the cluster are not "
+        "considered fatal. Note that this can result in authentication that treats all requests as anonymous.",
+    )
+    group.add_argument(
+        "--authentication-token-webhook-cache-ttl",
+        type=parse_duration,
+        default=10.0,
+        help="The duration to cache responses from the webhook token authenticator. (default 10s)",
+    )
+    group.add_argument(
+        "--client-ca-file",
+        default="",
+        help="If set, any request presenting a client certificate signed by one of the authorities in the "
+        "client-ca-file is authenticated with an identity corresponding to the CommonName of the client certificate.",
+    )
+    group.add_argument(
+        "--requestheader-client-ca-file",
+        default="",
+        help="Root certificate bundle to use to verify client certificates on incoming requests before trusting "
+        "usernames in headers specified by --requestheader-username-headers.",
+    )
+    group.add_argument(
+        "--requestheader-allowed-names",
+        type=_string_list,
+        default=(),
+        help="List of client certificate common names to allow to provide usernames in headers specified by "
+        "--requestheader-username-headers. If empty, any client certificate validated by the authorities in "
+        "--requestheader-client-ca-file is allowed.",
+    )
+    group.add_argument(
+        "--requestheader-username-headers",
+        type=_string_list,
+        default=("x-remote-user",),
+        help="List of request headers to inspect for usernames. X-Remote-User is common. (default [x-remote-user])",
+    )
+    group.add_argument(
+        "--requestheader-group-headers",
+        type=_string_list,
+        default=("x-remote-group",),
+        help="List of request headers to inspect for groups. X-Remote-Group is suggested. (default [x-remote-group])",
+    )
+    group.add_argument(
+        "--requestheader-extra-headers-prefix",
+        type=_string_list,
+        default=("x-remote-extra-",),
+        help="List of request header prefixes to inspect. X-Remote-Extra- is suggested. (default [x-remote-extra-])",
+    )
+    group.add_argument(
+        "--authorization-always-allow-paths",
+        type=_string_list,
+        default=DEFAULT_ALWAYS_ALLOW_PATHS,
+        help="A list of HTTP paths to skip during authorization, i.e. these are authorized without contacting "
+        "the 'core' kubernetes server. Setting it replaces the default. (default [/healthz,/readyz,/livez])",
+    )
+    group.add_argument(
+        "--authorization-webhook-cache-authorized-ttl",
+        type=parse_duration,
+        default=10.0,
+        help="The duration to cache 'authorized' responses from the webhook authorizer. (default 10s)",
+    )
+    group.add_argument(
+        "--authorization-webhook-cache-unauthorized-ttl",
+        type=parse_duration,
+        default=10.0,
+        help="The duration to cache 'unauthorized' responses from the webhook authorizer. (default 10s)",
+    )
+
+
+def delegated_auth_options_from(args: argparse.Namespace) -> DelegatedAuthOptions:
+    return DelegatedAuthOptions(
+        authentication_kubeconfig=args.authentication_kubeconfig,
+        authorization_kubeconfig=args.authorization_kubeconfig,
+        authentication_skip_lookup=args.authentication_skip_lookup,
+        authentication_tolerate_lookup_failure=args.authentication_tolerate_lookup_failure,
+        authentication_token_webhook_cache_ttl_seconds=args.authentication_token_webhook_cache_ttl,
+        client_ca_file=args.client_ca_file,
+        requestheader_client_ca_file=args.requestheader_client_ca_file,
+        requestheader_allowed_names=tuple(args.requestheader_allowed_names),
+        requestheader_username_headers=tuple(args.requestheader_username_headers),
+        requestheader_group_headers=tuple(args.requestheader_group_headers),
+        requestheader_extra_headers_prefix=tuple(args.requestheader_extra_headers_prefix),
+        authorization_always_allow_paths=tuple(args.authorization_always_allow_paths),
+        authorization_webhook_cache_authorized_ttl_seconds=args.authorization_webhook_cache_authorized_ttl,
+        authorization_webhook_cache_unauthorized_ttl_seconds=args.authorization_webhook_cache_unauthorized_ttl,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
     metric_resolution_seconds: float = 60.0
@@ -93,9 +234,12 @@ class ServeOptions:
     tls_cert_file: str = ""
     tls_private_key_file: str = ""
     inventory_file: str = ""
+    kubeconfig: str = ""
+    node_selector: str = ""
     standalone_core_api: bool = False
     runtime_dir: str = ""
     verbosity: int = 0
+    auth: DelegatedAuthOptions = field(default_factory=DelegatedAuthOptions)
 
     @property
     def worker_count(self) -> int:
@@ -112,8 +256,20 @@ class ServeOptions:
             )
         if bool(self.tls_cert_file) != bool(self.tls_private_key_file):
             raise OptionsError("need both --tls-cert-file and --tls-private-key-file, or neither")
-        if not self.inventory_file:
-            raise OptionsError("no inventory: pass --inventory-file (standalone mode)")
+        if not (self.inventory_file or self.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST")):
+            raise OptionsError(
+                "no inventory: pass --kubeconfig, run in a pod (KUBERNETES_SERVICE_HOST set), "
+                "or pass --inventory-file (standalone mode)"
+            )
+        if self.node_selector:
+            # Imported here: kubemetrics.api imports this module.
+            from kubemetrics.api.label_selector import parse_label_selector
+            from kubemetrics.api.status import ApiStatusError
+
+            try:
+                parse_label_selector(self.node_selector)
+            except ApiStatusError as err:
+                raise OptionsError(f"--node-selector {self.node_selector!r}: {err.message}") from err
         if self.workers < 0:
             raise OptionsError("--workers should be 0 (one per core) or positive")
 
@@ -240,6 +396,21 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="File containing the default x509 private key matching --tls-cert-file.",
     )
     add_kubelet_flags(parser)
+    add_delegated_auth_flags(parser)
+    cluster = parser.add_argument_group("cluster")
+    cluster.add_argument(
+        "--kubeconfig",
+        default="",
+        help="The path to the kubeconfig used to connect to the Kubernetes API server and the Kubelets "
+        "(defaults to in-cluster config)",
+    )
+    cluster.add_argument(
+        "-l",
+        "--node-selector",
+        default="",
+        help="Selector (label query) to filter on, not including uninitialized ones, supports '=', '==', "
+        "and '!='.(e.g. -l key1=value1,key2=value2).",
+    )
     standalone = parser.add_argument_group("standalone mode")
     standalone.add_argument(
         "--inventory-file",
@@ -269,9 +440,12 @@ def serve_options_from(args: argparse.Namespace) -> ServeOptions:
         tls_cert_file=args.tls_cert_file,
         tls_private_key_file=args.tls_private_key_file,
         inventory_file=args.inventory_file,
+        kubeconfig=args.kubeconfig,
+        node_selector=args.node_selector,
         standalone_core_api=args.standalone_core_api,
         runtime_dir=args.runtime_dir,
         verbosity=args.verbosity,
+        auth=delegated_auth_options_from(args),
     )
 
 

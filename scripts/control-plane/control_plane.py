@@ -600,6 +600,27 @@ class ControlPlane:
         self._record_processes()
         return process
 
+    def restart_apiserver(
+        self, while_stopped: Callable[[], None] | None = None, timeout: float = START_TIMEOUT_SECONDS
+    ) -> None:
+        """Stops kube-apiserver, runs `while_stopped` (e.g. to compact etcd), starts it again with the same
+        flags and port and waits for /readyz: what clients see when the apiserver is upgraded or crashes."""
+        index = next(i for i, p in enumerate(self.processes) if p.name == "kube-apiserver")
+        old = self.processes[index]
+        old.stop()
+        if while_stopped is not None:
+            while_stopped()
+        apiserver = ManagedProcess(old.name, old.argv, old.log_path)
+        self.processes[index] = apiserver
+        self._record_processes()
+        context = self.pki.client_ssl_context()
+        _wait_until(
+            apiserver,
+            f"ready again at {self.apiserver_url}/readyz",
+            lambda: _https_get(self.apiserver_url + "/readyz", context) == (200, "ok"),
+            timeout,
+        )
+
     def _record_processes(self) -> None:
         records = [{"name": p.name, "pid": p.pid, "executable": p.argv[0]} for p in self.processes]
         (self.run_dir / PROCESSES_FILE).write_text(json.dumps(records, indent=2) + "\n")
