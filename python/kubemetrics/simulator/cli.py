@@ -4,6 +4,10 @@ Files in --out-dir: ca.crt (+ ca.key) to trust the kubelets, kubelet-serving/ (t
 inventory.json (for `kubemetrics serve --inventory-file`), simulation.json (the model's parameters,
 to rebuild the ground truth with kubemetrics.simulator.model), and `ready` (JSON: pid, control port,
 ...) once every listener is up; `ready` is removed on exit.
+
+With --kubeconfig the fleet runs in hollow mode (kubemetrics.simulator.hollow): its nodes register with
+that cluster's API server and run the pods bound to them; they serve those pods only (--pods-per-node
+defaults to 0) and `ready` is written once the nodes are registered and the pods listed.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from kubemetrics.simulator.faults import (
     parse_fault_fraction,
     parse_node_fault,
 )
+from kubemetrics.simulator.hollow import HollowKubelets, HollowSettings
 from kubemetrics.simulator.inventory import write_atomically
+from kubemetrics.simulator.kubeapi import ApiError, KubeClient, KubeconfigError, load_kubeconfig
 from kubemetrics.simulator.model import Model, SimulationParameters
 from kubemetrics.simulator.server import Fleet, FleetError, FleetSettings
 
@@ -60,7 +66,12 @@ def _loopback(text: str) -> ipaddress.IPv4Address:
 def add_flags(parser: argparse.ArgumentParser) -> None:
     fleet = parser.add_argument_group("fleet")
     fleet.add_argument("--nodes", type=int, default=10, help="Simulated nodes (default 10).")
-    fleet.add_argument("--pods-per-node", type=int, default=30, help="Pods per node (default 30).")
+    fleet.add_argument(
+        "--pods-per-node",
+        type=int,
+        default=None,
+        help="Pods of the model per node (default 30; 0 in hollow mode, which serves the API's pods).",
+    )
     fleet.add_argument("--seed", type=int, default=1, help="Seed of everything random (default 1).")
     fleet.add_argument("--out-dir", required=True, help="Directory for ca.crt, inventory.json, ready, ...")
     fleet.add_argument("--port", type=int, default=10250, help="Kubelet port on every node address (default 10250).")
@@ -131,6 +142,28 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         metavar="KIND[:ARG]=FRACTION",
         help="Give a fault to this share of the nodes, drawn by seed, e.g. http500=0.01. Repeatable.",
     )
+    hollow = parser.add_argument_group("hollow mode (join a real cluster)")
+    hollow.add_argument(
+        "--kubeconfig",
+        default=None,
+        metavar="PATH",
+        help="Join the cluster of this kubeconfig: register Nodes, bind Pending pods, run the pods bound to them.",
+    )
+    hollow.add_argument(
+        "--register-nodes",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Create (or take over) a Node per simulated node and keep it Ready (default: on in hollow mode).",
+    )
+    hollow.add_argument(
+        "--deregister-on-exit", action="store_true", help="Delete the simulated nodes' Node objects on exit."
+    )
+    hollow.add_argument(
+        "--node-heartbeat-interval",
+        type=parse_duration,
+        default=30.0,
+        help="How often Ready is re-posted on every Node (default 30s).",
+    )
     parser.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="Log verbosity (0-2).")
 
 
@@ -139,12 +172,19 @@ class SimulateConfig:
     params: SimulationParameters
     settings: FleetSettings
     control_port: int
+    # Hollow mode: the kubeconfig of the cluster to join, and how.
+    kubeconfig: Path | None = None
+    hollow: HollowSettings | None = None
 
 
 def config_from(args: argparse.Namespace, now: int) -> SimulateConfig:
+    hollow_mode = args.kubeconfig is not None
+    pods_per_node = args.pods_per_node
+    if pods_per_node is None:
+        pods_per_node = 0 if hollow_mode else 30
     params = SimulationParameters(
         nodes=args.nodes,
-        pods_per_node=args.pods_per_node,
+        pods_per_node=pods_per_node,
         seed=args.seed,
         origin=args.origin or now,
         housekeeping_interval=args.housekeeping_interval,
@@ -168,7 +208,24 @@ def config_from(args: argparse.Namespace, now: int) -> SimulateConfig:
         inventory_min_interval_seconds=args.inventory_min_interval,
         initial_faults=faults,
     )
-    return SimulateConfig(params=params, settings=settings, control_port=args.control_port)
+    hollow: HollowSettings | None = None
+    if hollow_mode:
+        if args.node_heartbeat_interval <= 0:
+            raise ValueError(f"--node-heartbeat-interval should be positive, got {args.node_heartbeat_interval}")
+        hollow = HollowSettings(
+            register_nodes=args.register_nodes is not False,
+            deregister_on_exit=args.deregister_on_exit,
+            heartbeat_interval_seconds=args.node_heartbeat_interval,
+        )
+    elif args.register_nodes or args.deregister_on_exit:
+        raise ValueError("--register-nodes and --deregister-on-exit need --kubeconfig (hollow mode)")
+    return SimulateConfig(
+        params=params,
+        settings=settings,
+        control_port=args.control_port,
+        kubeconfig=Path(args.kubeconfig) if hollow_mode else None,
+        hollow=hollow,
+    )
 
 
 def _raise_open_file_limit(needed: int) -> None:
@@ -212,13 +269,29 @@ async def _simulate(config: SimulateConfig) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    hollow: HollowKubelets | None = None
+    if config.kubeconfig is not None and config.hollow is not None:
+        try:
+            connection = load_kubeconfig(config.kubeconfig)
+        except KubeconfigError as err:
+            print(f"Error: {err}", file=sys.stderr)
+            return 2
+        hollow = HollowKubelets(fleet, KubeClient(connection), config.hollow)
     try:
         await fleet.start()
     except FleetError as err:
         print(f"Error: {err}", file=sys.stderr)
+        if hollow is not None:
+            await hollow.client.close()
         return 1
     runner = None
     try:
+        if hollow is not None:
+            try:
+                await hollow.start()
+            except ApiError as err:
+                print(f"Error: joining the cluster at {hollow.client.connection.server}: {err}", file=sys.stderr)
+                return 1
         runner, control_port = await start_control(fleet, "127.0.0.1", config.control_port)
         write_atomically(
             settings.out_dir / PARAMETERS_FILE,
@@ -237,6 +310,9 @@ async def _simulate(config: SimulateConfig) -> int:
             "parametersFile": str(settings.out_dir / PARAMETERS_FILE),
             "origin": config.params.origin,
         }
+        if hollow is not None:
+            ready["apiServer"] = hollow.client.connection.server
+            ready["nodesRegistered"] = hollow.settings.register_nodes
         write_atomically(ready_file, orjson.dumps(ready, option=orjson.OPT_INDENT_2))
         print(_summary_line(fleet, control_port), flush=True)
         await stop.wait()
@@ -244,6 +320,8 @@ async def _simulate(config: SimulateConfig) -> int:
         ready_file.unlink(missing_ok=True)
         if runner is not None:
             await runner.cleanup()
+        if hollow is not None:
+            await hollow.stop()
         await fleet.stop()
     return 0
 

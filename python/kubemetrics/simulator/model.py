@@ -34,7 +34,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from kubemetrics.simulator.catalog import APPLICATION_WEIGHTS, APPLICATIONS, DAEMON_SETS, Workload, WorkloadKind
 
@@ -408,6 +408,36 @@ class NodeTruth:
         raise KeyError(f"node {self.name} has no pod {namespace}/{name} at {self.sample_time}")
 
 
+@dataclass(frozen=True, slots=True)
+class CgroupUsage:
+    """CPU and memory of a group of cgroups at one time (the pods another source adds to a node)."""
+
+    cpu_nanocores: int
+    cpu_cumulative_nanoseconds: int
+    memory_working_set_bytes: int
+
+
+_NO_EXTRA_USAGE = CgroupUsage(0, 0, 0)
+
+
+class PodSource(Protocol):
+    """Pods the model does not generate itself (created through a Kubernetes API server, in hollow
+    mode), served by the nodes beside the model's own and counted in their node and pods cgroups."""
+
+    def pod_truths(self, node_index: int, now: int) -> tuple[PodTruth, ...]:
+        """The pods the node reports at wall second `now`, each at its own sample time."""
+        ...
+
+    def cgroup_usage(self, node_index: int, t: int) -> CgroupUsage:
+        """Every pod of the source that ever ran on the node, at exactly t: the cumulative counter
+        keeps what deleted pods used, so the node's counter never goes back."""
+        ...
+
+    def layout_valid_until(self, node_index: int, t: int) -> int:
+        """As Model.layout_valid_until, for the source's pods."""
+        ...
+
+
 class Model:
     """The simulated cluster. Node specs are built on first use and cached."""
 
@@ -420,6 +450,8 @@ class Model:
         # changes only when it churns).
         self._pod_instances: dict[tuple[int, int], PodInstance] = {}
         self._template_hashes: dict[tuple[str, str], str] = {}
+        # Pods from outside the model (hollow mode), or None.
+        self.extra_pods: PodSource | None = None
 
     # ---- structure ----
 
@@ -510,6 +542,8 @@ class Model:
             for first_start in pod.first_starts:
                 if first_start > t:
                     earliest = min(earliest, first_start)
+        if self.extra_pods is not None:
+            earliest = min(earliest, self.extra_pods.layout_valid_until(self.node(node).index, t))
         return earliest
 
     # ---- truth ----
@@ -519,16 +553,20 @@ class Model:
         spec = self.node(node)
         interval = self.params.housekeeping_interval
         pods = tuple(self._pod_truth(pod, now) for pod in self.pods_at(spec.index, now))
+        if self.extra_pods is not None:
+            pods += self.extra_pods.pod_truths(spec.index, now)
         # The root cgroup and the pods cgroup share a housekeeping tick (as in real 1.35 payloads).
         node_time = max(housekeeping_tick(now, spec.housekeeping_phase, interval), spec.boot_time)
         pods_cgroup_time = max(node_time, spec.pods_cgroup_start)
         pods_memory = self._pods_memory(spec, node_time)
+        extra = self._extra_usage(spec, node_time)
+        pods_extra = extra if pods_cgroup_time == node_time else self._extra_usage(spec, pods_cgroup_time)
         return NodeTruth(
             name=spec.name,
             start_time=spec.boot_time,
             sample_time=node_time,
-            cpu_nanocores=spec.nanocores,
-            cpu_cumulative_nanoseconds=spec.nanocores * (node_time - spec.boot_time),
+            cpu_nanocores=spec.nanocores + extra.cpu_nanocores,
+            cpu_cumulative_nanoseconds=spec.nanocores * (node_time - spec.boot_time) + extra.cpu_cumulative_nanoseconds,
             memory=self._node_memory(spec, node_time, pods_memory),
             system_containers=(
                 self._system_truth(spec.kubelet, now),
@@ -537,8 +575,9 @@ class Model:
                     name="pods",
                     start_time=spec.pods_cgroup_start,
                     sample_time=pods_cgroup_time,
-                    cpu_nanocores=spec.pods_cgroup_nanocores,
-                    cpu_cumulative_nanoseconds=spec.pods_cgroup_nanocores * (pods_cgroup_time - spec.pods_cgroup_start),
+                    cpu_nanocores=spec.pods_cgroup_nanocores + pods_extra.cpu_nanocores,
+                    cpu_cumulative_nanoseconds=spec.pods_cgroup_nanocores * (pods_cgroup_time - spec.pods_cgroup_start)
+                    + pods_extra.cpu_cumulative_nanoseconds,
                     memory=pods_memory if pods_cgroup_time == node_time else self._pods_memory(spec, pods_cgroup_time),
                     restarts=0,
                 ),
@@ -548,11 +587,12 @@ class Model:
 
     def node_usage(self, node: str | int, t: int) -> Usage:
         spec = self.node(node)
+        extra = self._extra_usage(spec, t)
         return Usage(
             t=t,
             start_time=spec.boot_time,
-            cpu_nanocores=spec.nanocores,
-            cpu_cumulative_nanoseconds=spec.nanocores * (t - spec.boot_time),
+            cpu_nanocores=spec.nanocores + extra.cpu_nanocores,
+            cpu_cumulative_nanoseconds=spec.nanocores * (t - spec.boot_time) + extra.cpu_cumulative_nanoseconds,
             memory_working_set_bytes=self._node_memory(spec, t, self._pods_memory(spec, t)).working_set_bytes,
         )
 
@@ -689,13 +729,20 @@ class Model:
             major_page_faults=0,
         )
 
+    def _extra_usage(self, spec: NodeSpec, t: int) -> CgroupUsage:
+        if self.extra_pods is None:
+            return _NO_EXTRA_USAGE
+        return self.extra_pods.cgroup_usage(spec.index, t)
+
     def _pods_memory(self, spec: NodeSpec, t: int) -> MemoryReading:
         readings = [self._pod_memory(pod, t) for pod in self.pods_at(spec.index, t)]
-        working_set = sum(r.working_set_bytes for r in readings)
+        # Pods of another source hold their working set only (no page cache, all resident).
+        extra = self._extra_usage(spec, t).memory_working_set_bytes
+        working_set = sum(r.working_set_bytes for r in readings) + extra
         return MemoryReading(
             working_set_bytes=working_set,
-            usage_bytes=sum(r.usage_bytes for r in readings),
-            rss_bytes=sum(r.rss_bytes for r in readings),
+            usage_bytes=sum(r.usage_bytes for r in readings) + extra,
+            rss_bytes=sum(r.rss_bytes for r in readings) + extra,
             available_bytes=spec.memory_allocatable_bytes - working_set,
             page_faults=sum(r.page_faults for r in readings),
             major_page_faults=0,

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import parse_qs
 
+import orjson
+
 from kubemetrics.simulator.addresses import block_of, check_range, node_address
 from kubemetrics.simulator.faults import Fault, FaultKind
-from kubemetrics.simulator.inventory import INVENTORY_FILE, write_inventory
+from kubemetrics.simulator.inventory import INVENTORY_FILE, inventory_document, write_atomically
 from kubemetrics.simulator.model import Model
 from kubemetrics.simulator.pki import ClusterPki, NodeIdentity
 from kubemetrics.simulator.resource import render_resource_metrics
@@ -362,6 +364,8 @@ class Fleet:
         self._by_name: dict[str, SimulatedKubelet] = {}
         self._inventory_task: asyncio.Task[None] | None = None
         self.pki: ClusterPki | None = None
+        # Pods served beside the model's (hollow mode), as inventory pod entries.
+        self.extra_inventory_pods: Callable[[], list[dict[str, object]]] | None = None
 
     @property
     def inventory_file(self) -> Path:
@@ -439,9 +443,14 @@ class Fleet:
         return {k.name: dict(k.requests) for k in self.kubelets if k.requests}
 
     def publish_inventory(self) -> int:
-        return write_inventory(
-            self.inventory_file, self.model, self.settings.address_base, self.settings.port, self.now()
-        )
+        """Write inventory.json for now; returns the number of pods written."""
+        document = inventory_document(self.model, self.settings.address_base, self.settings.port, self.now())
+        pods = document["pods"]
+        assert isinstance(pods, list)
+        if self.extra_inventory_pods is not None:
+            pods.extend(self.extra_inventory_pods())
+        write_atomically(self.inventory_file, orjson.dumps(document))
+        return len(pods)
 
     async def _keep_inventory_current(self) -> None:
         last_write = time.monotonic()
