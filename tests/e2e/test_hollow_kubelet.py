@@ -218,9 +218,15 @@ def test_deployment_pods_are_bound_and_run_ready_with_their_usage_reported_by_th
 
     pod = pods[0]
     name, host = pod["metadata"]["name"], pod["status"]["hostIP"]
+
     # The kubelet's Summary reports the API's pod under its UID, from its start time.
-    summary = json.loads(hollow.get(host, "/stats/summary?only_cpu_and_memory=true"))
-    (reported,) = [p for p in summary["pods"] if p["podRef"]["name"] == name]
+    # A pod the simulator has just marked Running enters its kubelet's payload from the next whole second.
+    def reported_pod() -> dict[str, Any] | None:
+        summary = json.loads(hollow.get(host, "/stats/summary?only_cpu_and_memory=true"))
+        found = [p for p in summary["pods"] if p["podRef"]["name"] == name]
+        return found[0] if len(found) == 1 else None
+
+    reported = wait_for(f"pod {name} in the kubelet summary", reported_pod, timeout=10.0)
     assert reported["podRef"] == {"name": name, "namespace": namespace, "uid": pod["metadata"]["uid"]}
     assert reported["startTime"] == pod["status"]["startTime"]
     assert reported["containers"][0]["startTime"] == pod["status"]["startTime"]
