@@ -112,8 +112,14 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
     worker_ids = [f"w{i}" for i in range(options.worker_count)]
     registry = WorkerRegistry(ShardPlanner(), expected_workers=worker_ids)
     applier = InventoryApplier(store, registry, self_metrics, options.kubelet)
-    ingestor = SampleIngestor(store, self_metrics, health, is_known_node=applier.has_node)
-    applier.on_nodes_departed = ingestor.latest_outcomes.forget
+    ingestor = SampleIngestor(
+        store,
+        self_metrics,
+        health,
+        is_known_node=applier.has_node,
+        tolerated_failures=options.tolerated_scrape_failures,
+    )
+    applier.on_nodes_departed = ingestor.forget_nodes
     applier.apply(first)
     health.inventory_synced = True
 

@@ -195,8 +195,13 @@ class SampleIngestor:
         self_metrics: SelfMetrics,
         health: HealthState | None = None,
         is_known_node: Callable[[str], bool] = lambda node: True,
+        tolerated_failures: int = 0,
     ) -> None:
         self._store = store
+        # Consecutive failed scrapes a node may have while its last good points stay served
+        # (--tolerated-scrape-failures; 0 is metrics-server's behaviour).
+        self._tolerated_failures = tolerated_failures
+        self._consecutive_failures: dict[str, int] = {}
         self._self_metrics = self_metrics
         self._health = health
         self._is_known_node = is_known_node
@@ -224,17 +229,34 @@ class SampleIngestor:
                 if not outcome.success:
                     self._store.forget_node(node)
                 continue
-            is_latest = self.latest_outcomes.note(node, outcome.request_time_unix_nanos)
-            # metrics-server keeps no point across a failed scrape: the node (and its pods) disappear
-            # until two new points exist (pkg/storage rebuilds last/prev from each tick's batch).
-            if is_latest and not outcome.success:
-                self._store.forget_node(node)
+            if self.latest_outcomes.note(node, outcome.request_time_unix_nanos):
+                self._note_latest_outcome(node, outcome.success)
         self._self_metrics.ingested_batches.labels(worker=worker_id).inc()
         if samples:
             self._self_metrics.ingested_samples.labels(worker=worker_id).inc(len(samples))
         if self._health is not None:
             self._health.note_collection_progress()
         return len(samples)
+
+    def _note_latest_outcome(self, node: str, success: bool) -> None:
+        if success:
+            self._consecutive_failures.pop(node, None)
+            return
+        failures = self._consecutive_failures.get(node, 0) + 1
+        self._consecutive_failures[node] = failures
+        # metrics-server keeps no point across a failed scrape: the node (and its pods) disappear
+        # until two new points exist (pkg/storage rebuilds last/prev from each tick's batch), a gap of
+        # about two resolutions for one lost request (metrics-server #1736). Tolerating failures keeps
+        # the last good points, so the next good scrape is served at once.
+        if failures > self._tolerated_failures:
+            self._store.forget_node(node)
+
+    def forget_nodes(self, nodes: Iterable[str]) -> None:
+        """Nodes left the inventory: keep nothing about them."""
+        departed = list(nodes)
+        self.latest_outcomes.forget(departed)
+        for node in departed:
+            self._consecutive_failures.pop(node, None)
 
     def _record(self, outcome: ingest_pb2.ScrapeOutcome) -> None:
         self._self_metrics.record_scrape(

@@ -256,6 +256,8 @@ class ServeOptions:
     node_selector: str = ""
     standalone_core_api: bool = False
     runtime_dir: str = ""
+    # Consecutive failed scrapes of a node during which its last good sample stays served.
+    tolerated_scrape_failures: int = 1
     verbosity: int = 0
     auth: DelegatedAuthOptions = field(default_factory=DelegatedAuthOptions)
 
@@ -288,6 +290,8 @@ class ServeOptions:
                 parse_label_selector(self.node_selector)
             except ApiStatusError as err:
                 raise OptionsError(f"--node-selector {self.node_selector!r}: {err.message}") from err
+        if self.tolerated_scrape_failures < 0:
+            raise OptionsError("--tolerated-scrape-failures should be 0 or positive")
         if self.workers < 0:
             raise OptionsError("--workers should be 0 (one per core) or positive")
 
@@ -396,6 +400,13 @@ def add_serve_flags(parser: argparse.ArgumentParser) -> None:
         help="The resolution at which metrics-server will retain metrics, must set value at least 10s. (default 1m0s)",
     )
     parser.add_argument("--workers", type=int, default=0, help="Scraping worker processes (default: one per core).")
+    parser.add_argument(
+        "--tolerated-scrape-failures",
+        type=int,
+        default=1,
+        help="Consecutive failed scrapes of a node during which its last good sample is still served; 0 hides "
+        "the node at its first failure, as metrics-server does (a gap of about two resolutions). (default 1)",
+    )
     serving = parser.add_argument_group("secure serving")
     serving.add_argument("--secure-port", type=int, default=443, help="The port on which to serve HTTPS. (default 443)")
     serving.add_argument(
@@ -452,6 +463,7 @@ def serve_options_from(args: argparse.Namespace) -> ServeOptions:
         metric_resolution_seconds=args.metric_resolution,
         kubelet=kubelet_options_from(args),
         workers=args.workers,
+        tolerated_scrape_failures=args.tolerated_scrape_failures,
         secure_port=args.secure_port,
         bind_address=args.bind_address,
         cert_dir=args.cert_dir,

@@ -407,3 +407,30 @@ async def test_the_first_plan_goes_out_after_the_grace_period_when_a_worker_neve
     finally:
         await only.die()
         await front.server.stop(0)
+
+
+def test_with_one_tolerated_failure_the_last_good_sample_stays_served_and_the_next_is_served_at_once() -> None:
+    store = MetricsStore(RESOLUTION)
+    store.set_node_metadata("node-2", {})
+    ingestor = SampleIngestor(store, SelfMetrics(), tolerated_failures=1)
+
+    def usage() -> dict[str, str] | None:
+        body = store.render_node(time.time(), "node-2")
+        return None if body is None else dict(json.loads(body)["usage"])
+
+    ingestor.apply(success("node-2", T0, 10 * SECOND))
+    ingestor.apply(success("node-2", T0 + 15 * SECOND, 11 * SECOND))
+    assert usage() == {"cpu": "66666666n", "memory": "1Gi"}
+
+    ingestor.apply(ingest_pb2.SampleBatch(worker_id="w0", outcomes=[outcome("node-2", T0 + 30 * SECOND, "timeout")]))
+    assert usage() == {"cpu": "66666666n", "memory": "1Gi"}, "one failure keeps the last good sample"
+
+    # The next good scrape pairs with the last good point: served at once, no two-resolution gap.
+    ingestor.apply(success("node-2", T0 + 45 * SECOND, 13 * SECOND))
+    assert usage() == {"cpu": "66666666n", "memory": "1Gi"}
+
+    for at in (60, 75):
+        ingestor.apply(
+            ingest_pb2.SampleBatch(worker_id="w0", outcomes=[outcome("node-2", T0 + at * SECOND, "timeout")])
+        )
+    assert usage() is None, "a second consecutive failure hides the node, as metrics-server would at the first"
