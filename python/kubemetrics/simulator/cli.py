@@ -21,12 +21,14 @@ import logging
 import os
 import resource
 import signal
+import ssl
 import sys
 import time
 from pathlib import Path
 
 import orjson
 
+from kubemetrics.inventory.kubeconfig import KubeconfigError, load_kubeconfig
 from kubemetrics.options import parse_duration
 from kubemetrics.simulator.addresses import DEFAULT_BASE, node_address
 from kubemetrics.simulator.control import start_control
@@ -39,7 +41,7 @@ from kubemetrics.simulator.faults import (
 )
 from kubemetrics.simulator.hollow import HollowKubelets, HollowSettings
 from kubemetrics.simulator.inventory import write_atomically
-from kubemetrics.simulator.kubeapi import ApiError, KubeClient, KubeconfigError, load_kubeconfig
+from kubemetrics.simulator.kubeapi import ApiError, KubeClient
 from kubemetrics.simulator.model import Model, SimulationParameters
 from kubemetrics.simulator.server import Fleet, FleetError, FleetSettings
 
@@ -273,10 +275,11 @@ async def _simulate(config: SimulateConfig) -> int:
     if config.kubeconfig is not None and config.hollow is not None:
         try:
             connection = load_kubeconfig(config.kubeconfig)
-        except KubeconfigError as err:
+            client = KubeClient(connection)
+        except (KubeconfigError, ssl.SSLError) as err:
             print(f"Error: {err}", file=sys.stderr)
             return 2
-        hollow = HollowKubelets(fleet, KubeClient(connection), config.hollow)
+        hollow = HollowKubelets(fleet, client, config.hollow)
     try:
         await fleet.start()
     except FleetError as err:
