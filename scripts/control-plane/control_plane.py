@@ -12,7 +12,7 @@ data directory is created fresh by `start_control_plane` and wiped by `stop`, be
 merges CA bundles into the stored `extension-apiserver-authentication` ConfigMap and a reused data
 directory would keep trusting the previous run's CAs.
 
-Needs only the Python standard library plus `cryptography` (a runtime dependency of kubemetrics).
+Needs the Python standard library, `cryptography` and the kubemetrics package (run it with the project venv).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from kubemetrics.certificates import self_signed_ca
 
 SCRIPT_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = SCRIPT_DIR / "build.sh"
@@ -169,32 +170,7 @@ def _create_ca(directory: Path, name: str, common_name: str) -> CertAndKey:
     key = _new_key()
     not_before, not_after = _validity()
     subject = _name(common_name)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed_ca(key, subject, not_before, not_after)
     pair = CertAndKey(directory / f"{name}.crt", directory / f"{name}.key")
     pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_private_key(pair.key, key)

@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kubemetrics.certificates import self_signed_ca
+
 CA_FILE = "ca.crt"
 CA_KEY_FILE = "ca.key"
 SERVING_DIR = "kubelet-serving"
@@ -71,32 +73,7 @@ class ClusterPki:
         self._serving_key = ec.generate_private_key(ec.SECP256R1())
         ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubemetrics-simulator-ca")])
         self._ca_name = ca_name
-        self._ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(self._ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(self._not_before)
-            .not_valid_after(now + datetime.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self._ca_key.public_key()), critical=False)
-            .sign(self._ca_key, hashes.SHA256())
-        )
+        self._ca_cert = self_signed_ca(self._ca_key, ca_name, self._not_before, now + datetime.timedelta(days=3650))
         _write_public(self.ca_file, self._ca_cert.public_bytes(serialization.Encoding.PEM))
         _write_private(directory / CA_KEY_FILE, _key_pem(self._ca_key))
         self.serving_key_file = directory / SERVING_DIR / SERVING_KEY_FILE
