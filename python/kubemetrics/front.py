@@ -21,11 +21,11 @@ import logging
 import shutil
 import signal
 import stat
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+from kubemetrics import logs
 from kubemetrics._native import MetricsStore
 from kubemetrics.api import ApiContext
 from kubemetrics.api.label_selector import parse_label_selector
@@ -49,11 +49,7 @@ _MAX_UNIX_SOCKET_PATH = 107
 
 def configure_logging(verbosity: int) -> None:
     """-v 0: info and above; -v 1 or more: debug too (metrics-server's V(1)+ messages)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbosity >= 1 else logging.INFO,
-        format="%(asctime)s %(levelname).1s %(process)d %(name)s] %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(logging.DEBUG if verbosity >= 1 else logging.INFO)
 
 
 def run(options: ServeOptions) -> int:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import orjson
 
+from kubemetrics import logs
 from kubemetrics.inventory.kubeconfig import KubeconfigError, load_kubeconfig
 from kubemetrics.options import parse_duration
 from kubemetrics.simulator.addresses import DEFAULT_BASE, node_address
@@ -243,10 +244,7 @@ def _raise_open_file_limit(needed: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbosity >= 2 else logging.INFO if args.verbosity >= 1 else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(logging.DEBUG if args.verbosity >= 2 else logging.INFO if args.verbosity >= 1 else logging.WARNING)
     try:
         config = config_from(args, int(time.time()))
     except (ValueError, FaultSpecError) as err:

@@ -15,6 +15,7 @@ import signal
 import ssl
 from typing import Final
 
+from kubemetrics import logs
 from kubemetrics.options import WorkerOptions
 from kubemetrics.worker.kubelet_client import (
     BearerToken,
@@ -55,10 +56,7 @@ def run(options: WorkerOptions) -> int:
 
 
 def _configure_logging(options: WorkerOptions) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if options.verbosity >= 4 else logging.INFO,
-        format=f"%(asctime)s %(levelname)s worker={options.worker_id} %(name)s: %(message)s",
-    )
+    logs.configure(logging.DEBUG if options.verbosity >= 4 else logging.INFO, role=options.worker_id)
 
 
 def _native_decoders() -> tuple[Decoder, Decoder]:
