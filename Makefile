@@ -16,7 +16,7 @@ PROTO_OUT := python/kubemetrics/v1
 NATIVE_SO_STAMP := $(VENV)/.native-stamp
 RUST_SOURCES := $(shell find rust -name '*.rs' -not -path '*/target/*') rust/Cargo.toml rust/Cargo.lock rust/kubemetrics-core/Cargo.toml rust/kubemetrics-python/Cargo.toml
 
-.PHONY: all build test test-python test-rust lint demo clean proto control-plane-build e2e bench-decoders
+.PHONY: all build test test-python test-rust lint demo clean proto control-plane-build e2e bench-decoders bench-store
 
 all: build
 
@@ -64,6 +64,9 @@ e2e: build control-plane-build
 
 bench-decoders: build
 	$(PY) -m benchmarks.decoders
+
+bench-store: build
+	$(PY) -m benchmarks.store
 
 demo: build
 	$(PY) -m kubemetrics demo $(DEMO_ARGS)
