@@ -577,13 +577,20 @@ class ControlPlane:
         return process
 
     def restart_apiserver(
-        self, while_stopped: Callable[[], None] | None = None, timeout: float = START_TIMEOUT_SECONDS
+        self,
+        while_stopped: Callable[[], None] | None = None,
+        timeout: float = START_TIMEOUT_SECONDS,
+        stop_grace: float = STOP_GRACE_SECONDS,
     ) -> None:
         """Stops kube-apiserver, runs `while_stopped` (e.g. to compact etcd), starts it again with the same
-        flags and port and waits for /readyz: what clients see when the apiserver is upgraded or crashes."""
+        flags and port and waits for /readyz: what clients see when the apiserver is upgraded or crashes.
+
+        kube-apiserver stops listening as soon as it gets SIGTERM, but while clients hold watches it waits
+        for them (up to its one-minute shutdown timeout) before exiting; it gets SIGKILL after `stop_grace`
+        seconds, and only then are those watches cut."""
         index = next(i for i, p in enumerate(self.processes) if p.name == "kube-apiserver")
         old = self.processes[index]
-        old.stop()
+        old.stop(stop_grace)
         if while_stopped is not None:
             while_stopped()
         apiserver = ManagedProcess(old.name, old.argv, old.log_path)

@@ -30,7 +30,19 @@ SKIP_REASON = (
 BUILD_TIMEOUT_SECONDS = 3 * 3600
 
 
+RESTARTS_APISERVER = "restarts_apiserver"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{RESTARTS_APISERVER}: stops and restarts the session's kube-apiserver; such tests run after all others",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A stable sort: everything keeps its order, except that tests taking the shared apiserver down go last.
+    items.sort(key=lambda item: item.get_closest_marker(RESTARTS_APISERVER) is not None)
     for item in items:
         if E2E_DIR not in item.path.parents:
             continue

@@ -1,170 +1,75 @@
 """kubemetrics as the aggregated API v1beta1.metrics.k8s.io behind a real kube-apiserver.
 
 The simulator joins the control plane in hollow mode (NODES Ready nodes whose kubelets report each pod's
-CPU from its `kubemetrics.io/usage-cpu` annotation); `kubemetrics serve` discovers those nodes through the
-API, scrapes them, and authenticates/authorizes through the apiserver (delegated, with the request-header
-CA kube-apiserver publishes). An ExternalName Service kube-system/kubemetrics → 127.0.0.1 plus the
-APIService route the aggregator to the front, so `kubectl top` and the HPA in kube-controller-manager use
-it exactly as they use metrics-server.
+usage from its `kubemetrics.io/usage-*` annotations); `kubemetrics serve` discovers those nodes through the
+API, scrapes them with two workers, and authenticates/authorizes through the apiserver (delegated, with
+the request-header CA kube-apiserver publishes). An ExternalName Service kube-system/kubemetrics →
+127.0.0.1 plus the APIService route the aggregator to the front, so `kubectl top` and the HPA in
+kube-controller-manager use it exactly as they use metrics-server. The values `kubectl top` shows are
+compared with the simulator's own account of what each kubelet reports (its /truth endpoint).
 
-Tests run in file order and share one Deployment: top first, then the HPA scaling it up and down.
+Tests run in file order and share one namespace: a Deployment and a few bare pods with known usage; top
+first, then RBAC refusals, then the HPA scaling the Deployment up and down.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import random
 import re
-import socket
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from aggregated import (
+    MEBIBYTE,
+    MEMORY_ANNOTATION,
+    METRICS_API,
+    USAGE_ANNOTATION,
+    Front,
+    Hollow,
+    Usage,
+    available_condition,
+    hollow_simulator,
+    kubectl_json,
+    kubemetrics_front,
+    parse_bytes,
+    parse_millicores,
+    parse_time,
+    registered_apiservice,
+    top_rows,
+    top_table,
+    wait_for,
+)
 from control_plane import ControlPlane
-from harness import ChildProcess, free_port, kubemetrics_argv
 
-T = TypeVar("T")
 NODES = 50
 APP = "burner"
 REQUEST_CPU_MILLI = 100
 BUSY_CPU_MILLI = 400
 IDLE_CPU_MILLI = 10
-USAGE_ANNOTATION = "kubemetrics.io/usage-cpu"
-APISERVICE = "v1beta1.metrics.k8s.io"
-METRICS_API = "/apis/metrics.k8s.io/v1beta1"
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = probe()
-        if result is not None:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def free_loopback_block() -> tuple[ipaddress.IPv4Address, int]:
-    """A random /24 in 127.191-230.x.0 (the hollow-kubelet test draws from 127.100-190) and a port free on
-    its first address; the NODES nodes take .1 upwards of it."""
-    for _ in range(50):
-        base = ipaddress.IPv4Address(f"127.{random.randint(191, 230)}.{random.randint(0, 254)}.0")
-        port = random.randint(20000, 60000)
-        with socket.socket() as sock:
-            try:
-                sock.bind((str(base + 1), port))
-            except OSError:
-                continue
-        return base, port
-    raise RuntimeError("no free loopback address/port found")
-
-
-def kubectl_json(cluster: ControlPlane, *args: str) -> Any:
-    return json.loads(cluster.kubectl(*args, "-o", "json").stdout)
-
-
-@dataclass
-class Hollow:
-    child: ChildProcess
-    ready: dict[str, Any]
-    ca_file: Path
-    started_in: float
-
-
-@dataclass
-class Front:
-    child: ChildProcess
-    port: int
 
 
 @pytest.fixture(scope="module")
 def hollow(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hollow]:
-    base, port = free_loopback_block()
-    work = tmp_path_factory.mktemp("aggregated-hollow")
-    out_dir = work / "out"
-    started = time.monotonic()
-    child = ChildProcess(
-        "hollow-simulate",
-        kubemetrics_argv(
-            "simulate",
-            f"--kubeconfig={control_plane.admin_kubeconfig}",
-            f"--nodes={NODES}",
-            f"--out-dir={out_dir}",
-            f"--address-base={base}",
-            f"--port={port}",
-            "--housekeeping-interval=1s",
-            "--deregister-on-exit",
-            "-v=1",
-        ),
-        work,
-    )
-    try:
-        ready_file = out_dir / "ready"
-        wait_for(
-            "the simulator's ready file",
-            lambda: True if ready_file.exists() or not child.alive() else None,
-            timeout=120,
-        )
-        assert child.alive(), child.log_text()
-        started_in = time.monotonic() - started
-        print(f"hollow simulator with {NODES} nodes ready in {started_in:.1f}s", file=sys.stderr)
-        yield Hollow(child, json.loads(ready_file.read_text()), out_dir / "ca.crt", started_in)
-    finally:
-        code = child.stop()
-        assert code == 0, child.log_text()
+    with hollow_simulator(control_plane, tmp_path_factory.mktemp("aggregated-hollow"), NODES) as simulated:
+        yield simulated
 
 
 @pytest.fixture(scope="module")
 def front(control_plane: ControlPlane, hollow: Hollow, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
-    work = tmp_path_factory.mktemp("aggregated-front")
-    port = free_port()
-    admin = control_plane.admin_kubeconfig
-    child = ChildProcess(
-        "kubemetrics-serve",
-        kubemetrics_argv(
-            "serve",
-            f"--kubeconfig={admin}",
-            f"--authentication-kubeconfig={admin}",
-            f"--authorization-kubeconfig={admin}",
-            f"--kubelet-certificate-authority={hollow.ca_file}",
-            "--kubelet-preferred-address-types=InternalIP",
-            "--kubelet-use-node-status-port",
-            "--metric-resolution=10s",
-            "--kubelet-request-timeout=5s",
-            "--workers=2",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={port}",
-            f"--cert-dir={work / 'certs'}",
-            # Debug logging: one line per request with the representation it was answered in.
-            "-v=1",
-        ),
-        work,
-    )
-    try:
-        wait_for(
-            "the front to listen",
-            lambda: True if _listening(port) or not child.alive() else None,
-            timeout=60,
-        )
-        assert child.alive(), child.log_text()
-        yield Front(child, port)
-    finally:
-        print(f"--- negotiated representations (front log {child.log_path}):", file=sys.stderr)
-        for line in representation_lines(child.log_text()):
-            print(line, file=sys.stderr)
-        code = child.stop()
-        assert code == 0, child.log_text()[-4000:]
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+    with kubemetrics_front(control_plane, hollow, tmp_path_factory.mktemp("aggregated-front")) as running:
+        try:
+            yield running
+        finally:
+            print(f"--- negotiated representations (front log {running.child.log_path}):", file=sys.stderr)
+            for line in representation_lines(running.child.log_text()):
+                print(line, file=sys.stderr)
 
 
 _REQUEST_LINE = re.compile(r"(GET \S+ -> \d+ in [\d.]+ ms \[[^\]]*\] \(Accept: .*)$")
@@ -188,48 +93,8 @@ def representation_lines(log: str) -> list[str]:
 @pytest.fixture(scope="module")
 def registered(control_plane: ControlPlane, front: Front) -> Iterator[float]:
     """The Service and APIService; yields the seconds it took for the APIService to become Available."""
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "kubemetrics", "namespace": "kube-system"},
-        "spec": {
-            "type": "ExternalName",
-            "externalName": "127.0.0.1",
-            "ports": [{"name": "https", "port": front.port, "protocol": "TCP"}],
-        },
-    }
-    apiservice = {
-        "apiVersion": "apiregistration.k8s.io/v1",
-        "kind": "APIService",
-        "metadata": {"name": APISERVICE},
-        "spec": {
-            "group": "metrics.k8s.io",
-            "version": "v1beta1",
-            "groupPriorityMinimum": 100,
-            "versionPriority": 100,
-            "insecureSkipTLSVerify": True,
-            "service": {"namespace": "kube-system", "name": "kubemetrics", "port": front.port},
-        },
-    }
-    started = time.monotonic()
-    control_plane.kubectl(
-        "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [service, apiservice]})
-    )
-    try:
-        wait_for("the APIService to be Available", lambda: True if _available(control_plane) else None, timeout=60)
-        yield time.monotonic() - started
-    finally:
-        control_plane.kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found")
-        control_plane.kubectl("-n", "kube-system", "delete", "service", "kubemetrics", "--ignore-not-found")
-
-
-def _available(cluster: ControlPlane) -> bool:
-    return _available_condition(cluster).get("status") == "True"
-
-
-def _available_condition(cluster: ControlPlane) -> dict[str, Any]:
-    status = kubectl_json(cluster, "get", "apiservice", APISERVICE).get("status", {})
-    return next((c for c in status.get("conditions", []) if c["type"] == "Available"), {})
+    with registered_apiservice(control_plane, front) as seconds:
+        yield seconds
 
 
 @pytest.fixture(scope="module")
@@ -276,28 +141,12 @@ def running_pods(cluster: ControlPlane, namespace: str, count: int) -> list[dict
     return live
 
 
-def parse_millicores(quantity: str) -> float:
-    if quantity.endswith("n"):
-        return int(quantity[:-1]) / 1e6
-    if quantity.endswith("u"):
-        return int(quantity[:-1]) / 1e3
-    if quantity.endswith("m"):
-        return float(quantity[:-1])
-    return float(quantity) * 1000
-
-
-def top_table(output: str) -> dict[str, list[str]]:
-    """`kubectl top` output → first column → the other columns."""
-    rows = [line.split() for line in output.strip().splitlines()]
-    return {row[0]: row[1:] for row in rows[1:]}
-
-
 def test_apiservice_is_available_and_metrics_group_is_discovered(
     control_plane: ControlPlane, registered: float
 ) -> None:
     print(f"APIService Available {registered:.1f}s after it was created", file=sys.stderr)
 
-    condition = _available_condition(control_plane)
+    condition = available_condition(control_plane)
     versions = control_plane.kubectl("api-versions").stdout.split()
     resources = control_plane.get_json(METRICS_API)
 
@@ -308,7 +157,16 @@ def test_apiservice_is_available_and_metrics_group_is_discovered(
     assert {r["name"] for r in resources["resources"]} == {"nodes", "pods"}
 
 
-def test_kubectl_top_nodes_lists_every_hollow_node(
+def expected_usage(truth: Mapping[Any, Usage], memory_rel: float = 0.0) -> dict[Any, tuple[object, object]]:
+    """(millicores, bytes) to compare with: CPU within 2 % (plus 1m, as kubectl rounds up to whole
+    millicores), memory within `memory_rel`."""
+    return {
+        key: (pytest.approx(u.millicores, rel=0.02, abs=1), pytest.approx(u.memory_bytes, rel=memory_rel, abs=0))
+        for key, u in truth.items()
+    }
+
+
+def test_kubectl_top_nodes_lists_every_hollow_node_with_its_kubelets_usage(
     control_plane: ControlPlane, hollow: Hollow, registered: float
 ) -> None:
     expected = {f"sim-node-{i}" for i in range(NODES)}
@@ -325,15 +183,153 @@ def test_kubectl_top_nodes_lists_every_hollow_node(
     table = wait_for(f"kubectl top nodes to list the {NODES} hollow nodes", all_nodes, timeout=60, interval=2)
     print(f"kubectl top nodes complete after {time.monotonic() - started:.1f}s", file=sys.stderr)
 
+    raw = control_plane.get_json(f"{METRICS_API}/nodes")
+    # The kubelets' account at the sample times the metrics API reports (a node's memory drifts slowly).
+    sampled_at = {item["metadata"]["name"]: parse_time(item["timestamp"]) for item in raw["items"]}
+    truth = hollow.truth(expected, at=sampled_at)
+
     for name in expected:
         cpu, cpu_percent, memory, memory_percent = table[name]
         assert cpu.endswith("m") and int(cpu[:-1]) >= 0
         assert cpu_percent.endswith("%")
         assert memory.endswith("Mi") and int(memory[:-2]) > 0
         assert memory_percent.endswith("%")
-    raw = control_plane.get_json(f"{METRICS_API}/nodes")
+    # kubectl prints whole millicores rounded up and whole MiB rounded down, hence the absolute slack.
+    observed = {name: (parse_millicores(table[name][0]), parse_bytes(table[name][2])) for name in expected}
+    # Within 2 %, not exact: a scrape may have landed between `kubectl top` and the raw list.
+    assert observed == expected_usage(truth.nodes, memory_rel=0.02)
     assert raw["kind"] == "NodeMetricsList"
-    assert expected <= {item["metadata"]["name"] for item in raw["items"]}
+    assert expected <= set(sampled_at)
+    # The raw list holds exactly the working set of its sample.
+    raw_usage = {
+        item["metadata"]["name"]: (parse_millicores(item["usage"]["cpu"]), parse_bytes(item["usage"]["memory"]))
+        for item in raw["items"]
+        if item["metadata"]["name"] in expected
+    }
+    assert raw_usage == expected_usage(truth.nodes)
+
+
+@dataclass(frozen=True)
+class KnownPod:
+    """A bare pod with two containers whose usage its annotations set: `app` by the per-container
+    annotations, `sidecar` by the pod-wide CPU one and the kubelet's default memory."""
+
+    name: str
+    tier: str
+    app_millicores: int
+    sidecar_millicores: int
+    app_mebibytes: int
+
+    def manifest(self, namespace: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": self.name,
+                "namespace": namespace,
+                "labels": {"tier": self.tier, "usage": "known"},
+                "annotations": {
+                    f"{USAGE_ANNOTATION}.app": f"{self.app_millicores}m",
+                    f"{MEMORY_ANNOTATION}.app": f"{self.app_mebibytes}Mi",
+                    USAGE_ANNOTATION: f"{self.sidecar_millicores}m",
+                },
+            },
+            "spec": {
+                "containers": [
+                    {"name": "app", "image": "registry.example/web:2.1"},
+                    {"name": "sidecar", "image": "registry.example/proxy:1.4"},
+                ]
+            },
+        }
+
+    def usage(self) -> dict[str, Usage]:
+        return {
+            "app": Usage(self.app_millicores, self.app_mebibytes * MEBIBYTE),
+            "sidecar": Usage(self.sidecar_millicores, DEFAULT_MEMORY_MEBIBYTES * MEBIBYTE),
+        }
+
+
+DEFAULT_MEMORY_MEBIBYTES = 32  # what a hollow kubelet reports for a container without a memory annotation
+KNOWN_PODS = tuple(
+    KnownPod(f"known-{i}", "frontend" if i % 2 == 0 else "backend", 120 + 45 * i, 60 + 5 * i, 48 + 16 * i)
+    for i in range(6)
+)
+
+
+@pytest.fixture(scope="module")
+def known_pods(control_plane: ControlPlane, hollow: Hollow, registered: float, namespace: str) -> tuple[KnownPod, ...]:
+    pods = [pod.manifest(namespace) for pod in KNOWN_PODS]
+    control_plane.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": pods}))
+
+    def all_running() -> bool | None:
+        items = kubectl_json(control_plane, "-n", namespace, "get", "pods", "-l", "usage=known")["items"]
+        phases = [item["status"].get("phase") for item in items]
+        return True if phases == ["Running"] * len(KNOWN_PODS) else None
+
+    wait_for(f"the {len(KNOWN_PODS)} known-usage pods to run", all_running, timeout=30)
+    return KNOWN_PODS
+
+
+def test_kubectl_top_pods_everywhere_per_container_and_by_label_match_the_kubelets(
+    control_plane: ControlPlane,
+    hollow: Hollow,
+    front: Front,
+    deployment: str,
+    known_pods: tuple[KnownPod, ...],
+    namespace: str,
+) -> None:
+    """Every pod the 50 kubelets run, each of its containers, and a label-selected subset, as kubectl
+    shows them through the aggregator, equal what those kubelets report (the simulator's account)."""
+    (burner,) = [pod["metadata"]["name"] for pod in running_pods(control_plane, namespace, 1) or []]
+    created = {(namespace, burner), *((namespace, pod.name) for pod in known_pods)}
+
+    def every_pod() -> dict[tuple[str, ...], list[str]] | None:
+        result = control_plane.kubectl("top", "pods", "--all-namespaces", check=False)
+        table = top_rows(result.stdout, 2) if result.returncode == 0 else {}
+        return table if created <= set(table) else None
+
+    started = time.monotonic()
+    everywhere = wait_for(f"kubectl top pods -A to show the {len(created)} pods", every_pod, timeout=60, interval=2)
+    print(f"all {len(created)} pods in kubectl top pods -A after {time.monotonic() - started:.1f}s", file=sys.stderr)
+    truth = hollow.truth(f"sim-node-{i}" for i in range(NODES))
+    pods = {key: truth.pod(*key) for key in truth.containers}
+    per_container = top_rows(control_plane.kubectl("-n", namespace, "top", "pods", "--containers").stdout, 2)
+    frontend = control_plane.get_json(f"{METRICS_API}/namespaces/{namespace}/pods?labelSelector=tier%3Dfrontend")
+    log = front.child.log_text()
+
+    # The kubelets run exactly these pods and report what their annotations ask for.
+    assert set(pods) == created
+    assert {pod.name: truth.containers[(namespace, pod.name)] for pod in known_pods} == {
+        pod.name: pod.usage() for pod in known_pods
+    }
+    assert truth.containers[(namespace, burner)] == {"app": Usage(BUSY_CPU_MILLI, DEFAULT_MEMORY_MEBIBYTES * MEBIBYTE)}
+    # Scraped by two workers, sharing the nodes.
+    assert re.search(rf"attached: \d+ of {NODES} nodes, 2 workers live", log), log[-3000:]
+
+    observed = {key: (parse_millicores(row[0]), parse_bytes(row[1])) for key, row in everywhere.items()}
+    assert observed == expected_usage(pods)
+
+    in_namespace = {
+        (pod, container): usage
+        for (ns, pod), containers in truth.containers.items()
+        if ns == namespace
+        for container, usage in containers.items()
+    }
+    observed = {key: (parse_millicores(row[0]), parse_bytes(row[1])) for key, row in per_container.items()}
+    assert observed == expected_usage(in_namespace)
+
+    assert frontend["kind"] == "PodMetricsList"
+    selected = {
+        (item["metadata"]["name"], container["name"]): (
+            parse_millicores(container["usage"]["cpu"]),
+            parse_bytes(container["usage"]["memory"]),
+        )
+        for item in frontend["items"]
+        for container in item["containers"]
+    }
+    frontend_pods = {pod.name for pod in known_pods if pod.tier == "frontend"}
+    assert {item["metadata"]["name"] for item in frontend["items"]} == frontend_pods
+    assert selected == expected_usage({key: usage for key, usage in in_namespace.items() if key[0] in frontend_pods})
 
 
 def test_kubectl_top_pods_and_the_raw_list_report_the_annotated_usage(
@@ -365,6 +361,43 @@ def test_kubectl_top_pods_and_the_raw_list_report_the_annotated_usage(
     assert container["usage"]["memory"] == "32Mi"
     # The two scrapes behind a rate are one --metric-resolution apart; the kubelet stamps whole seconds.
     assert 9.0 <= float(item["window"].removesuffix("s")) <= 11.0, item["window"]
+
+
+def test_users_without_rbac_are_forbidden_through_the_apiserver(
+    control_plane: ControlPlane, front: Front, registered: float, namespace: str
+) -> None:
+    impersonated = control_plane.kubectl("--as=metrics-nobody", "top", "nodes", check=False)
+    stranger = control_plane.pki.issue_client_cert("metrics-stranger", common_name="metrics-stranger")
+    request = urllib.request.Request(f"{control_plane.apiserver_url}{METRICS_API}/namespaces/{namespace}/pods")
+    context = control_plane.pki.client_ssl_context(stranger)
+    with pytest.raises(urllib.error.HTTPError) as refused, urllib.request.urlopen(request, context=context, timeout=10):
+        pass
+    with refused.value as error:
+        body = json.loads(error.read())
+
+    assert impersonated.returncode == 1
+    assert impersonated.stdout == ""
+    assert impersonated.stderr.strip() == (
+        'Error from server (Forbidden): nodes.metrics.k8s.io is forbidden: User "metrics-nobody" cannot list '
+        'resource "nodes" in API group "metrics.k8s.io" at the cluster scope'
+    )
+    assert refused.value.code == 403
+    assert body == {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": (
+            'pods.metrics.k8s.io is forbidden: User "metrics-stranger" cannot list resource "pods" '
+            f'in API group "metrics.k8s.io" in the namespace "{namespace}"'
+        ),
+        "reason": "Forbidden",
+        "details": {"group": "metrics.k8s.io", "kind": "pods"},
+        "code": 403,
+    }
+    # kube-apiserver refuses them itself: neither request was proxied to kubemetrics.
+    log = front.child.log_text()
+    assert "metrics-nobody" not in log and "metrics-stranger" not in log
 
 
 def hpa_status(cluster: ControlPlane, namespace: str) -> dict[str, Any]:

@@ -4,11 +4,13 @@
 admin kubeconfig and no --client-ca-file/--requestheader-* flags, so the CAs, allowed names and
 header names come from kube-system/extension-apiserver-authentication as kube-apiserver published
 them. The front's inventory is a one-node file; nothing needs to be scraped to answer with an empty
-node list. Review caches are set to 1 s so RBAC changes show within the test.
+node list. Review caches are set to 1 s so RBAC changes show within the test. Requests without any
+credential are system:anonymous on the probe paths and a 401 everywhere else.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -29,6 +31,16 @@ import trustme
 from control_plane import CertAndKey, ControlPlane, free_port
 
 NODES = "/apis/metrics.k8s.io/v1beta1/nodes"
+PODS = "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods"
+UNAUTHORIZED = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "metadata": {},
+    "status": "Failure",
+    "message": "Unauthorized",
+    "reason": "Unauthorized",
+    "code": 401,
+}
 FRONT_START_TIMEOUT_SECONDS = 30.0
 T = TypeVar("T")
 
@@ -45,8 +57,17 @@ class RunningFront:
     serving_ca: Path
     log_path: Path
 
-    def get(self, path: str, *, headers: dict[str, str] | None = None, cert: CertAndKey | None = None) -> Reply:
+    def get(
+        self,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        cert: CertAndKey | None = None,
+        tls_version: ssl.TLSVersion | None = None,
+    ) -> Reply:
         context = ssl.create_default_context(cafile=str(self.serving_ca))
+        if tls_version is not None:
+            context.minimum_version = context.maximum_version = tls_version
         if cert is not None:
             context.load_cert_chain(str(cert.cert), str(cert.key))
         request = urllib.request.Request(self.url + path, headers=headers or {})
@@ -160,17 +181,12 @@ def test_front_proxy_ca_certificate_with_another_name_is_unauthorized(
     intruder = control_plane.pki.issue_client_cert("auth-intruder", common_name="intruder", front_proxy=True)
 
     reply = front.get(NODES, headers=MASTERS, cert=intruder)
+    probe = front.get("/healthz", headers=MASTERS, cert=intruder)
 
-    assert reply.status == 401
-    assert reply.body == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": "Unauthorized",
-        "reason": "Unauthorized",
-        "code": 401,
-    }
+    # Neither system:admin from the headers nor anonymous: a bad credential is refused everywhere.
+    assert (reply.status, reply.body) == (401, UNAUTHORIZED)
+    assert (probe.status, probe.body) == (401, UNAUTHORIZED)
+    assert "x509: subject with cn=intruder is not in the allowed list" in front.log_path.read_text()
 
 
 def test_certificate_from_a_foreign_ca_is_refused(
@@ -181,9 +197,28 @@ def test_certificate_from_a_foreign_ca_is_refused(
     foreign.cert_chain_pems[0].write_to_path(str(cert))
     foreign.private_key_pem.write_to_path(str(key))
 
-    # Python's ssl verifies a requested client certificate in the handshake: an alert, not a 401.
-    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
-        front.get(NODES, headers=MASTERS, cert=CertAndKey(cert, key))
+    # Each request tagged with a label selector of its own (it selects nothing), to find it in the log.
+    refused_path, served_path = (f"{NODES}?labelSelector=attempt%3D{uuid.uuid4().hex}" for _ in range(2))
+
+    # Python's ssl verifies a requested client certificate in the handshake, so the server ends the
+    # connection instead of answering 401: the call raises instead of returning a Reply (an HTTP error
+    # status would be a Reply). With TLS 1.2 that happens within the client's handshake; with TLS 1.3
+    # the client's handshake is over first, and its request finds the connection closed.
+    with pytest.raises(urllib.error.URLError) as refused_tls12:
+        front.get(refused_path, headers=MASTERS, cert=CertAndKey(cert, key), tls_version=ssl.TLSVersion.TLSv1_2)
+    with pytest.raises(http.client.RemoteDisconnected):
+        front.get(refused_path, headers=MASTERS, cert=CertAndKey(cert, key), tls_version=ssl.TLSVersion.TLSv1_3)
+    still_serving = front.get(served_path, headers=MASTERS, cert=control_plane.pki.front_proxy_client)
+    wait_for("the front to log the last request", lambda: True if f"GET {served_path} -> 200" in _log(front) else None)
+
+    assert isinstance(refused_tls12.value.reason, ssl.SSLError), refused_tls12.value
+    assert (still_serving.status, still_serving.body["items"]) == (200, [])
+    # The refused requests never got past TLS: the request log, which has the later one, has neither.
+    assert refused_path not in _log(front)
+
+
+def _log(front: RunningFront) -> str:
+    return front.log_path.read_text()
 
 
 def test_cluster_ca_certificate_authenticates_as_its_cn_and_headers_are_ignored(
@@ -200,17 +235,18 @@ def test_cluster_ca_certificate_authenticates_as_its_cn_and_headers_are_ignored(
     )
 
 
-def test_anonymous_is_denied_metrics_but_gets_probes(front: RunningFront) -> None:
-    denied = front.get(NODES)
-    probe = front.get("/healthz")
+def test_no_client_certificate_is_unauthorized_except_on_the_probes(front: RunningFront) -> None:
+    refused = [front.get(path, headers=MASTERS) for path in (NODES, PODS, "/apis/metrics.k8s.io/v1beta1")]
+    healthz, livez, readyz = (front.get(path) for path in ("/healthz", "/livez", "/readyz"))
 
-    assert denied.status == 403
-    assert denied.body["reason"] == "Forbidden"
-    assert denied.body["message"] == (
-        'nodes.metrics.k8s.io is forbidden: User "system:anonymous" cannot list resource "nodes" '
-        'in API group "metrics.k8s.io" at the cluster scope'
-    )
-    assert (probe.status, probe.body) == (200, "ok")
+    assert [(reply.status, reply.body) for reply in refused] == [(401, UNAUTHORIZED)] * 3
+    assert [(reply.status, reply.body) for reply in (healthz, livez)] == [(200, "ok")] * 2
+    # Past authentication and authorization: not ready only because this front has no kubelet to scrape.
+    assert readyz.status == 500
+    assert "[-]metric-storage-ready failed: reason withheld" in readyz.body
+    log = front.log_path.read_text()
+    assert f"unable to authenticate GET {NODES} from 127.0.0.1: no credentials" in log
+    assert 'SubjectAccessReview: user "system:anonymous"' not in log
 
 
 def test_service_account_token_is_authorized_by_rbac(

@@ -275,18 +275,15 @@ async def test_empty_allowed_names_accept_any_front_proxy_certificate(tmp_path: 
 
 async def test_remote_user_headers_without_a_front_proxy_certificate_are_ignored(tmp_path: Path, pki: Pki) -> None:
     fake = FakeApiServer(config_map=pki.config_map(["front-proxy-client"]))
+    masters = {"X-Remote-User": "system:admin", "X-Remote-Group": "system:masters"}
     async with fake_apiserver(fake, tmp_path) as kubeconfig, front(tmp_path, kubeconfig) as api:
-        status, body = await api.get(
-            NODES, headers={"X-Remote-User": "system:admin", "X-Remote-Group": "system:masters"}
-        )
+        status, body = await api.get(NODES, headers=masters)
+        probe = await api.get("/healthz", headers=masters)
 
-    assert status == 403
-    assert body["message"] == (
-        'nodes.metrics.k8s.io is forbidden: User "system:anonymous" cannot list resource "nodes" '
-        'in API group "metrics.k8s.io" at the cluster scope'
-    )
-    assert body["details"] == {"group": "metrics.k8s.io", "kind": "nodes"}
-    assert [(r["user"], r["groups"]) for r in fake.access_reviews] == [("system:anonymous", ["system:unauthenticated"])]
+    # No credential: a 401 on the API, and anonymous (not system:admin) on the probe.
+    assert (status, body) == (401, UNAUTHORIZED)
+    assert probe == (200, "ok")
+    assert fake.access_reviews == []
 
 
 async def test_client_ca_certificate_is_user_cn_groups_o_and_never_trusts_headers(tmp_path: Path, pki: Pki) -> None:
@@ -379,44 +376,60 @@ async def test_rejected_token_is_unauthorized_not_anonymous(tmp_path: Path, pki:
 async def test_unknown_token_without_error_is_anonymous(tmp_path: Path, pki: Pki) -> None:
     fake = FakeApiServer(config_map=pki.config_map([]))
     async with fake_apiserver(fake, tmp_path) as kubeconfig, front(tmp_path, kubeconfig) as api:
-        status, body = await api.get("/healthz", headers={"Authorization": "Bearer nobody"})
+        probe = await api.get("/healthz", headers={"Authorization": "Bearer nobody"})
+        metrics = await api.get(NODES, headers={"Authorization": "Bearer nobody"})
 
-    assert (status, body) == (200, "ok")
+    assert probe == (200, "ok")
+    assert metrics == (401, UNAUTHORIZED)
+    assert [review["spec"]["token"] for review in fake.token_reviews] == ["nobody"]  # the second one is cached
+    assert fake.access_reviews == []
 
 
-async def test_anonymous_gets_probes_but_sar_decides_the_rest(tmp_path: Path, pki: Pki) -> None:
-    fake = FakeApiServer(config_map=pki.config_map([]))
+async def test_anonymous_gets_probes_and_is_unauthorized_everywhere_else(tmp_path: Path, pki: Pki) -> None:
+    # Even an RBAC grant to system:anonymous does not open other paths: anonymity ends at authentication.
+    fake = FakeApiServer(
+        config_map=pki.config_map([]),
+        grants={("system:anonymous", "get", "/metrics"), ("system:anonymous", "list", "nodes")},
+    )
     async with fake_apiserver(fake, tmp_path) as kubeconfig, front(tmp_path, kubeconfig) as api:
-        probes = [(await api.get(path))[0] for path in ("/healthz", "/readyz", "/livez")]
-        metrics_status, metrics_body = await api.get("/metrics")
+        probes = [await api.get(path) for path in ("/healthz", "/readyz", "/livez")]
+        refused = [await api.get(path) for path in ("/metrics", NODES, "/apis/metrics.k8s.io/v1beta1", "/healthz/x")]
 
-    assert probes == [200, 200, 200]
-    assert metrics_status == 403
-    assert metrics_body["message"] == 'forbidden: User "system:anonymous" cannot get path "/metrics"'
-    assert metrics_body["details"] == {}
-    assert fake.access_reviews == [
-        {"nonResourceAttributes": {"path": "/metrics", "verb": "get"}, "user": "system:anonymous",
-         "groups": ["system:unauthenticated"]}
-    ]  # fmt: skip
+    assert probes == [(200, "ok")] * 3
+    assert refused == [(401, UNAUTHORIZED)] * 4
+    assert fake.access_reviews == []
 
 
-async def test_replaced_always_allow_paths_send_probes_to_review(tmp_path: Path, pki: Pki) -> None:
-    fake = FakeApiServer(config_map=pki.config_map([]), grants={("system:anonymous", "get", "/readyz")})
+async def test_replaced_always_allow_paths_move_anonymous_access_and_send_probes_to_review(
+    tmp_path: Path, pki: Pki
+) -> None:
+    fake = FakeApiServer(
+        config_map=pki.config_map([]),
+        tokens={"dave-token": {"username": "dave"}},
+        grants={("dave", "get", "/readyz"), ("system:anonymous", "get", "/readyz")},
+    )
     options = DelegatedAuthOptions(authorization_always_allow_paths=("/metrics", "/debug/*"))
+    dave = {"Authorization": "Bearer dave-token"}
     async with fake_apiserver(fake, tmp_path) as kubeconfig, front(tmp_path, kubeconfig, options) as api:
         metrics, _ = await api.get("/metrics")
         pprof, _ = await api.get("/debug/pprof/heap")
-        healthz, _ = await api.get("/healthz")
-        readyz, _ = await api.get("/readyz")
+        anonymous_probes = [(await api.get(path))[0] for path in ("/healthz", "/readyz")]
+        reviewed_probes = [(await api.get(path, headers=dave))[0] for path in ("/healthz", "/readyz")]
 
-    assert (metrics, pprof, healthz, readyz) == (200, 404, 403, 200)
-    assert [r["nonResourceAttributes"]["path"] for r in fake.access_reviews] == ["/healthz", "/readyz"]
+    assert (metrics, pprof) == (200, 404)
+    assert anonymous_probes == [401, 401]
+    assert reviewed_probes == [403, 200]
+    assert [(r["user"], r["nonResourceAttributes"]["path"]) for r in fake.access_reviews] == [
+        ("dave", "/healthz"),
+        ("dave", "/readyz"),
+    ]
 
 
 async def test_review_failure_is_an_internal_error(tmp_path: Path, pki: Pki) -> None:
     fake = FakeApiServer(config_map=pki.config_map([]), sar_status=500)
+    cert = pki.client_ca.issue_cert(common_name="bob", organization_name="team-b")
     async with fake_apiserver(fake, tmp_path) as kubeconfig, front(tmp_path, kubeconfig) as api:
-        status, body = await api.get(NODES)
+        status, body = await api.get(NODES, cert=cert)
 
     assert status == 500
     assert body["reason"] == "InternalError"
@@ -428,14 +441,15 @@ async def test_sar_answers_are_cached_for_their_ttl(tmp_path: Path, pki: Pki) ->
     options = DelegatedAuthOptions(
         authorization_webhook_cache_authorized_ttl_seconds=60, authorization_webhook_cache_unauthorized_ttl_seconds=0.3
     )
+    cert = pki.client_ca.issue_cert(common_name="bob", organization_name="team-b")
     async with fake_apiserver(fake, tmp_path) as kubeconfig, front(tmp_path, kubeconfig, options) as api:
-        first, _ = await api.get(NODES)
-        fake.grants.add(("system:anonymous", "list", "nodes"))
-        cached_denial, _ = await api.get(NODES)
+        first, _ = await api.get(NODES, cert=cert)
+        fake.grants.add(("bob", "list", "nodes"))
+        cached_denial, _ = await api.get(NODES, cert=cert)
         await asyncio.sleep(0.4)
-        granted, _ = await api.get(NODES)
+        granted, _ = await api.get(NODES, cert=cert)
         fake.grants.clear()
-        cached_grant, _ = await api.get(NODES)
+        cached_grant, _ = await api.get(NODES, cert=cert)
 
     assert (first, cached_denial, granted, cached_grant) == (403, 403, 200, 200)
     assert len(fake.access_reviews) == 2

@@ -7,6 +7,8 @@ kube-system/extension-apiserver-authentication. Flags override the ConfigMap per
 --client-ca-file replaces its `client-ca-file`, and --requestheader-client-ca-file replaces the
 whole request-header part (CA, allowed names, header names). The ConfigMap is read at start (fatal
 unless --authentication-tolerate-lookup-failure) and re-read every REFRESH_INTERVAL_SECONDS.
+A request without credentials is system:anonymous on the --authorization-always-allow-paths (kubelet
+probes) and a 401 on every other path (authn.py says why this differs from metrics-server).
 
 TLS: the handshake asks for a client certificate without requiring one (CERT_OPTIONAL) and trusts
 every CA ever configured; each request then decides which CA the certificate anchors to with the
@@ -43,7 +45,13 @@ from kubemetrics.api.authn import (
     TokenReviewer,
     UserInfo,
 )
-from kubemetrics.api.authz import RequestAuthorizer, SubjectAccessReviewer, forbidden, request_attributes
+from kubemetrics.api.authz import (
+    PathAllowList,
+    RequestAuthorizer,
+    SubjectAccessReviewer,
+    forbidden,
+    request_attributes,
+)
 from kubemetrics.api.status import ApiStatusError, internal_error
 from kubemetrics.inventory.kubeconfig import ApiServerConfig, KubeconfigError
 from kubemetrics.options import DelegatedAuthOptions
@@ -127,7 +135,9 @@ class DelegatedAuth:
         self._tls_contexts: list[ssl.SSLContext] = []
         self._handshake_authorities: set[CertificateAuthority] = set()
         reviewer = TokenReviewer(authentication_client, options.authentication_token_webhook_cache_ttl_seconds)
-        self.authenticator = RequestAuthenticator(lambda: self.config, reviewer.review)
+        # Anonymous requests are accepted exactly where they are then always authorized: the probes.
+        anonymous_paths = PathAllowList(options.authorization_always_allow_paths)
+        self.authenticator = RequestAuthenticator(lambda: self.config, reviewer.review, anonymous_paths.allows)
         self.authorizer = RequestAuthorizer(
             options.authorization_always_allow_paths,
             SubjectAccessReviewer(
@@ -197,7 +207,7 @@ class DelegatedAuth:
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            user = await self.authenticator.authenticate(peer_certificate(request), request.headers)
+            user = await self.authenticator.authenticate(peer_certificate(request), request.headers, request.path)
         except AuthenticationError as err:
             log.info("unable to authenticate %s %s from %s: %s", request.method, request.path, request.remote, err)
             raise unauthorized() from err

@@ -10,8 +10,15 @@ first success wins:
 3. bearer token: `Authorization: Bearer …` goes to a TokenReview, cached for the TTL.
 A certificate that verifies against neither CA, a front-proxy certificate with a CN not allowed, or
 a token the TokenReview rejects with an error is a 401, not anonymous ("a bad credential is not
-anonymous"). With no credential at all the user is `system:anonymous`. Authenticated users get
-the `system:authenticated` group (the chain's AuthenticatedGroupAdder).
+anonymous"). Authenticated users get the `system:authenticated` group (the chain's
+AuthenticatedGroupAdder).
+
+With no credential at all the request is `system:anonymous` only on the paths anonymous access is
+allowed on (the --authorization-always-allow-paths: the probes a kubelet sends without credentials),
+and a 401 everywhere else. This is kube-apiserver's structured authentication configuration with
+`anonymous: {enabled: true, conditions: [{path: /healthz}, ...]}`, not metrics-server's default of
+anonymous everywhere with SubjectAccessReview deciding: a client that forgot its credentials is told
+so (401) instead of being told that system:anonymous may not list pods (403).
 """
 
 from __future__ import annotations
@@ -176,12 +183,17 @@ class RequestAuthenticator:
         self,
         config: Callable[[], AuthenticationConfig],
         token_review: Callable[[str], Awaitable[TokenReviewResult]] | None,
+        anonymous_allowed_on: Callable[[str], bool],
     ) -> None:
         self._config = config
         self._token_review = token_review
+        self._anonymous_allowed_on = anonymous_allowed_on
 
-    async def authenticate(self, peer_certificate: x509.Certificate | None, headers: CIMultiDictProxy[str]) -> UserInfo:
-        """The user, ANONYMOUS when no credential was presented; AuthenticationError for a bad one."""
+    async def authenticate(
+        self, peer_certificate: x509.Certificate | None, headers: CIMultiDictProxy[str], path: str
+    ) -> UserInfo:
+        """The user; ANONYMOUS when no credential was presented and `path` allows anonymous requests.
+        AuthenticationError for a bad credential, or for none on any other path."""
         config = self._config()
         errors: list[str] = []
         if peer_certificate is not None:
@@ -202,6 +214,8 @@ class RequestAuthenticator:
                 errors.append(result.error)
         if errors:
             raise AuthenticationError("; ".join(errors))
+        if not self._anonymous_allowed_on(path):
+            raise AuthenticationError(f"no credentials, and anonymous requests are not allowed on {path}")
         return ANONYMOUS
 
     @staticmethod
