@@ -108,9 +108,19 @@ class MetricsStore:
     """Two points per node and container; CPU = Δcumulative/Δtime, memory = latest working set,
     with metrics-server's storage semantics (pkg/storage)."""
 
-    def __new__(cls, metric_resolution_seconds: float, *, require_pod_metadata: bool = False) -> Self:
+    def __new__(
+        cls,
+        metric_resolution_seconds: float,
+        *,
+        require_pod_metadata: bool = False,
+        keep_zero_memory_containers: bool = False,
+    ) -> Self:
         """`require_pod_metadata`: when True, only pods given to set_pod_metadata are served (the
-        Kubernetes inventory's Running pods); when False every pod with metrics is served."""
+        Kubernetes inventory's Running pods); when False every pod with metrics is served.
+
+        `keep_zero_memory_containers`: when True, a container whose working set is reported as
+        exactly 0 no longer drops its pod; the pod is served with that container at memory "0". A
+        missing working set, zero or missing CPU and node points are judged as metrics-server does."""
 
     def ingest(self, samples: Sequence[bytes]) -> int:
         """Store encoded NodeSamples. A node's sample replaces all of that node's pods. Returns how

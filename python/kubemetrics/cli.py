@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kubemetrics import __version__
 from kubemetrics import options as opts
 
 
@@ -12,10 +13,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubemetrics", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="Run the front process (store + metrics.k8s.io API) and its workers.")
+    # pflag, which metrics-server's flags go through, knows no abbreviations: `--kubelet-insecure` is an
+    # unknown flag there, and must not silently mean --kubelet-insecure-tls here.
+    serve = commands.add_parser(
+        "serve",
+        allow_abbrev=False,
+        usage="%(prog)s [flags]",
+        help="Run the front process (store + metrics.k8s.io API) and its workers.",
+    )
     opts.add_serve_flags(serve)
 
-    worker = commands.add_parser("worker", help="Run one scraping worker (started by `serve`, or remotely).")
+    worker = commands.add_parser(
+        "worker",
+        allow_abbrev=False,
+        usage="%(prog)s [flags]",
+        help="Run one scraping worker (started by `serve`, or remotely).",
+    )
     opts.add_worker_flags(worker)
 
     from kubemetrics.simulator import cli as simulator_cli
@@ -34,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
+            if args.version:
+                # metrics-server prints its git version ("v0.9.0") and exits before validating anything.
+                print(f"v{__version__}")
+                return 0
             serve_options = opts.serve_options_from(args)
             serve_options.validate()
             from kubemetrics import front

@@ -20,9 +20,10 @@ import contextlib
 import logging
 import shutil
 import signal
+import ssl
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 from kubemetrics import logs
@@ -35,7 +36,7 @@ from kubemetrics.inventory import InventorySnapshot
 from kubemetrics.inventory.kubeconfig import KubeconfigError, load_api_server_config
 from kubemetrics.inventory.kubernetes import KubernetesInventorySource
 from kubemetrics.inventory.static import InventoryFileError, StaticInventorySource
-from kubemetrics.options import KubeletOptions, ServeOptions
+from kubemetrics.options import TLS_CIPHER_SUITES, KubeletOptions, ServeOptions
 from kubemetrics.planner import AddressResolutionError, ShardPlanner, resolve_targets
 from kubemetrics.selfmetrics import SelfMetrics
 from kubemetrics.supervisor import WorkerSupervisor, worker_command
@@ -54,6 +55,8 @@ def configure_logging(verbosity: int) -> None:
 
 def run(options: ServeOptions) -> int:
     configure_logging(options.verbosity)
+    for warning in options.warnings():
+        log.warning("%s", warning)
     import uvloop
 
     return uvloop.run(serve(options))
@@ -103,8 +106,12 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
         return 1
 
     health = HealthState(metric_resolution_seconds=options.metric_resolution_seconds)
-    self_metrics = SelfMetrics()
-    store = MetricsStore(options.metric_resolution_seconds, require_pod_metadata=first.pods is not None)
+    self_metrics = SelfMetrics(per_node_series_max_nodes=options.self_metrics_max_nodes)
+    store = MetricsStore(
+        options.metric_resolution_seconds,
+        require_pod_metadata=first.pods is not None,
+        keep_zero_memory_containers=options.keep_zero_memory_containers,
+    )
     worker_ids = [f"w{i}" for i in range(options.worker_count)]
     registry = WorkerRegistry(ShardPlanner(), expected_workers=worker_ids)
     applier = InventoryApplier(store, registry, self_metrics, options.kubelet)
@@ -145,7 +152,7 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
             api_runner = await start_api_server(
                 ctx,
                 middlewares=auth.middlewares if auth else (),
-                configure_tls=auth.configure_tls if auth else None,
+                configure_tls=_serving_tls(options, auth.configure_tls if auth else None),
             )
         except Exception as err:
             # Ports in use, unreadable certificates and the like: one line, no traceback.
@@ -163,6 +170,11 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
         failed = await _wait_for_stop_or_failure(stop, background)
     finally:
         health.shutting_down = True
+        if api_runner is not None and options.shutdown_delay_seconds > 0:
+            # --shutdown-delay-duration: readyz now fails, so load balancers stop sending requests while
+            # the ones already routed here are still answered.
+            log.info("shutting down in %gs (--shutdown-delay-duration)", options.shutdown_delay_seconds)
+            await asyncio.sleep(options.shutdown_delay_seconds)
         log.info("shutting down")
         if api_runner is not None:
             await api_runner.cleanup()
@@ -189,6 +201,64 @@ async def _wait_for_stop_or_failure(stop: asyncio.Event, background: list[asynci
             log.error("%s stopped unexpectedly", task.get_name(), exc_info=error)
             return True
     return False
+
+
+def _serving_tls(
+    options: ServeOptions, then: Callable[[ssl.SSLContext], None] | None
+) -> Callable[[ssl.SSLContext], None]:
+    """Applies --tls-min-version and --tls-cipher-suites to the serving context, then `then` (the
+    client-certificate set-up of delegated authentication)."""
+
+    def configure(context: ssl.SSLContext) -> None:
+        for warning in apply_serving_tls(context, options.tls_min_version, options.tls_cipher_suites):
+            log.warning("%s", warning)
+        if then is not None:
+            then(context)
+
+    return configure
+
+
+_SSL_VERSIONS = {
+    "VersionTLS10": ssl.TLSVersion.TLSv1,
+    "VersionTLS11": ssl.TLSVersion.TLSv1_1,
+    "VersionTLS12": ssl.TLSVersion.TLSv1_2,
+    "VersionTLS13": ssl.TLSVersion.TLSv1_3,
+}
+
+
+def apply_serving_tls(context: ssl.SSLContext, min_version: str, cipher_suites: Sequence[str]) -> list[str]:
+    """Sets the minimum TLS version (unset: TLS 1.2, the apiserver's default) and restricts TLS 1.2 and
+    older to `cipher_suites` (validated crypto/tls names). Returns warnings for suites this OpenSSL lacks;
+    raises ssl.SSLError when none of the listed TLS 1.2 suites is available."""
+    context.minimum_version = _SSL_VERSIONS.get(min_version, ssl.TLSVersion.TLSv1_2)
+    if not cipher_suites:
+        return []
+    # As in Go, TLS 1.3 suites are always all enabled; a list naming only TLS 1.3 suites leaves no suite
+    # for older versions, so only TLS 1.3 can be negotiated.
+    openssl_names = [name for suite in cipher_suites if (name := TLS_CIPHER_SUITES[suite]) is not None]
+    if not openssl_names:
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        return []
+    usable = [name for name in dict.fromkeys(openssl_names) if _cipher_usable(name)]
+    if not usable:
+        raise ssl.SSLError(
+            f"--tls-cipher-suites: none of {', '.join(cipher_suites)} is usable with {ssl.OPENSSL_VERSION}"
+        )
+    context.set_ciphers(":".join(usable))
+    missing = [suite for suite in cipher_suites if TLS_CIPHER_SUITES[suite] not in (None, *usable)]
+    if not missing:
+        return []
+    return [f"--tls-cipher-suites: {', '.join(missing)} not usable with {ssl.OPENSSL_VERSION}; not offered"]
+
+
+def _cipher_usable(openssl_name: str) -> bool:
+    """Whether this OpenSSL build, at its configured security level, can offer the suite."""
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        probe.set_ciphers(openssl_name)
+    except ssl.SSLError:
+        return False
+    return True
 
 
 def _inventory_source(options: ServeOptions) -> StaticInventorySource | KubernetesInventorySource:
@@ -239,6 +309,9 @@ class InventoryApplier:
 
     def apply(self, snapshot: InventorySnapshot) -> None:
         previous = self._current
+        # Decides whether per-node self-metrics series are kept (--self-metrics-max-nodes) before this
+        # snapshot's departures are forgotten and new scrapes are recorded.
+        self._self_metrics.set_node_count(len(snapshot.nodes))
         self._apply_nodes(previous, snapshot)
         self._apply_pods(previous, snapshot)
         targets, errors = resolve_targets(snapshot.nodes.values(), self._kubelet)

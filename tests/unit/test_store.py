@@ -13,7 +13,13 @@ import types
 from collections.abc import Sequence
 
 import pytest
-from kubemetrics._native import LabelSelectorError, MetricsStore, StoreStats
+from kubemetrics._native import (
+    LabelSelectorError,
+    MetricsStore,
+    StoreStats,
+    decode_resource_metrics,
+    decode_summary,
+)
 from kubemetrics.v1 import sample_pb2
 
 SECOND = 1_000_000_000
@@ -368,3 +374,90 @@ def test_renders_run_in_other_threads_while_ingesting() -> None:
     assert errors == []
     assert len(bodies) == 600
     assert all(json.loads(body)["kind"] == "PodMetricsList" for body in bodies)
+
+
+# --- a container reporting a zero working set (metrics-server #1330) ---------------------------------
+
+
+def resource_body(timestamp: int, app_cpu_seconds: float, sidecar_memory: str) -> bytes:
+    """/metrics/resource for default/web: `app` at 12240Ki and a `sidecar` whose working set is
+    `sidecar_memory` as written, or that has no memory series at all when it is empty."""
+    ms = timestamp // MILLISECOND
+    started = HOUR_AGO // SECOND
+    lines = []
+    for name, cpu in (("app", app_cpu_seconds), ("sidecar", app_cpu_seconds / 10)):
+        labels = f'{{container="{name}",namespace="default",pod="web"}}'
+        lines.append(f"container_cpu_usage_seconds_total{labels} {cpu} {ms}")
+        memory = "12533760" if name == "app" else sidecar_memory
+        if memory:
+            lines.append(f"container_memory_working_set_bytes{labels} {memory} {ms}")
+        lines.append(f"container_start_time_seconds{labels} {started}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def summary_body(timestamp: int, app_cpu_seconds: float, sidecar_memory: str) -> bytes:
+    """/stats/summary for default/web with the sidecar's `memory` object given as JSON text."""
+    time_text = f"2026-08-04T10:15:{(timestamp - T0) // SECOND:02d}Z"
+    start_text = "2026-08-04T09:15:00Z"
+
+    def container_json(name: str, cpu_nanos: int, memory: str) -> str:
+        cpu = f'{{"time":"{time_text}","usageCoreNanoSeconds":{cpu_nanos}}}'
+        return f'{{"name":"{name}","startTime":"{start_text}","cpu":{cpu},"memory":{memory}}}'
+
+    app_nanos = int(app_cpu_seconds * SECOND)
+    containers = [
+        container_json("app", app_nanos, f'{{"time":"{time_text}","workingSetBytes":12533760}}'),
+        container_json("sidecar", app_nanos // 10, sidecar_memory),
+    ]
+    pods = f'[{{"podRef":{{"name":"web","namespace":"default"}},"containers":[{",".join(containers)}]}}]'
+    return f'{{"node":{{"nodeName":"node-a"}},"pods":{pods}}}'.encode()
+
+
+def zero_memory_scrapes(decoder: str, sidecar_memory: str | None) -> list[bytes]:
+    """Two scrapes of default/web 15 s apart, decoded as a worker would; `sidecar_memory` None means
+    the sidecar reports no working set at all."""
+    samples = []
+    for offset, app_cpu in ((SECOND, 5.0), (16 * SECOND, 5.15)):
+        timestamp = T0 + offset
+        if decoder == "resource":
+            body = resource_body(timestamp, app_cpu, "" if sidecar_memory is None else sidecar_memory)
+            samples.append(decode_resource_metrics(body, "node-a", timestamp))
+        else:
+            memory = "null"
+            if sidecar_memory is not None:
+                memory = f'{{"time":"2026-08-04T10:15:00Z","workingSetBytes":{sidecar_memory}}}'
+            samples.append(decode_summary(summary_body(timestamp, app_cpu, memory), "node-a", timestamp))
+    return samples
+
+
+WEB_WITH_ZERO_MEMORY_SIDECAR = single(
+    "PodMetrics",
+    '{"metadata":{"name":"web","namespace":"default",' + CREATED + "},"
+    '"timestamp":"2026-08-04T10:15:16Z","window":"15s","containers":['
+    '{"name":"app","usage":{"cpu":"10m","memory":"12240Ki"}},'
+    '{"name":"sidecar","usage":{"cpu":"1m","memory":"0"}}]}',
+)
+
+
+@pytest.mark.parametrize("decoder", ["resource", "summary"])
+def test_a_sidecar_reporting_zero_memory_hides_its_pod_as_metrics_server_does(decoder: str) -> None:
+    store = MetricsStore(15.0)
+    assert store.ingest(zero_memory_scrapes(decoder, "0")) == 2
+    assert store.render_pod(NOW, "default", "web") is None
+    assert store.stats().pods == 0
+
+
+@pytest.mark.parametrize("decoder", ["resource", "summary"])
+def test_keep_zero_memory_containers_serves_the_pod_with_memory_zero(decoder: str) -> None:
+    store = MetricsStore(15.0, keep_zero_memory_containers=True)
+    assert store.ingest(zero_memory_scrapes(decoder, "0")) == 2
+    assert store.render_pod(NOW, "default", "web") == WEB_WITH_ZERO_MEMORY_SIDECAR
+    assert stats_tuple(store.stats()) == (0, 0, 1, 2, 2)
+
+
+@pytest.mark.parametrize("decoder", ["resource", "summary"])
+def test_keep_zero_memory_containers_still_hides_a_pod_with_missing_memory(decoder: str) -> None:
+    store = MetricsStore(15.0, keep_zero_memory_containers=True)
+    assert store.ingest(zero_memory_scrapes(decoder, None)) == 2
+    assert store.render_pod(NOW, "default", "web") is None
+    assert store.stats().pods == 0

@@ -47,12 +47,13 @@ pub struct Point {
 impl Point {
     /// The reading metrics-server would keep, or `None` when it drops it at decode time: a zero or
     /// missing CPU counter or working set (kubelet reports zeros for containers it has not
-    /// measured yet, and HPA must see those as missing, not as idle).
-    fn from_reported(reported: &ResourcePoint) -> Option<Self> {
+    /// measured yet, and HPA must see those as missing, not as idle). `zero_memory_kept` lets a
+    /// working set reported as exactly 0 through (`StoreConfig::keep_zero_memory_containers`).
+    fn from_reported(reported: &ResourcePoint, zero_memory_kept: bool) -> Option<Self> {
         let cumulative_cpu = reported.cumulative_cpu_nanos.filter(|&cpu| cpu != 0)?;
         let memory = reported
             .memory_working_set_bytes
-            .filter(|&bytes| bytes != 0)?;
+            .filter(|&bytes| bytes != 0 || zero_memory_kept)?;
         let start_time = match reported.start_time_unix_nanos {
             0 => UNKNOWN_START_TIME,
             start => start,
@@ -65,9 +66,10 @@ impl Point {
         })
     }
 
-    /// Node points additionally need a timestamp (decode.go drops the node otherwise).
+    /// Node points additionally need a timestamp (decode.go drops the node otherwise). A node's
+    /// zero working set always drops it: no option relaxes the node rule.
     fn from_reported_node(reported: &ResourcePoint) -> Option<Self> {
-        Self::from_reported(reported).filter(|point| point.timestamp != 0)
+        Self::from_reported(reported, false).filter(|point| point.timestamp != 0)
     }
 }
 
@@ -327,11 +329,36 @@ impl<'a> PodMetrics<'a> {
     }
 }
 
+/// How a store judges and serves what it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// metrics-server's `--metric-resolution`: bounds the fresh-container shortcut.
+    pub resolution_nanos: i64,
+    /// Serve only pods the inventory knows (Running pods); otherwise every pod with metrics.
+    pub require_pod_metadata: bool,
+    /// Keep a pod one of whose containers reports a working set of exactly 0 (present, zero),
+    /// serving that container at memory 0, instead of dropping the whole pod as metrics-server
+    /// does (metrics-server #1330: a sidecar on cgroup v1 that always reports 0 hides its pod from
+    /// the HPA for good). A missing working set, a zero or missing CPU counter and node points
+    /// are judged as before.
+    pub keep_zero_memory_containers: bool,
+}
+
+impl StoreConfig {
+    /// metrics-server's rules at `resolution_nanos`.
+    pub fn new(resolution_nanos: i64) -> Self {
+        Self {
+            resolution_nanos,
+            require_pod_metadata: false,
+            keep_zero_memory_containers: false,
+        }
+    }
+}
+
 /// The store for one front process.
 #[derive(Debug)]
 pub struct MetricsStore {
-    resolution_nanos: i64,
-    require_pod_metadata: bool,
+    config: StoreConfig,
     nodes: BTreeMap<String, NodeSlot>,
     pods: BTreeMap<PodKey, PodSlot>,
     stats: StoreStats,
@@ -341,14 +368,18 @@ pub struct MetricsStore {
 type ReportedPod = (PodKey, Vec<(String, Point)>);
 
 /// The pods of a sample that metrics-server would keep, sorted by key, first of duplicates kept.
-fn reported_pods(pods: Vec<PodSample>) -> Vec<ReportedPod> {
+fn reported_pods(pods: Vec<PodSample>, zero_memory_kept: bool) -> Vec<ReportedPod> {
     let mut kept: Vec<ReportedPod> = Vec::with_capacity(pods.len());
     'pods: for pod in pods {
         let mut containers = Vec::with_capacity(pod.containers.len());
         for container in pod.containers {
             // decode.go checkContainerMetrics: one incomplete container drops the whole pod, so
             // HPA sees the pod as missing rather than as using zero.
-            let Some(point) = container.point.as_ref().and_then(Point::from_reported) else {
+            let Some(point) = container
+                .point
+                .as_ref()
+                .and_then(|reported| Point::from_reported(reported, zero_memory_kept))
+            else {
                 continue 'pods;
             };
             containers.push((container.name, point));
@@ -414,11 +445,17 @@ fn next_container_prev(
 
 impl MetricsStore {
     /// `resolution_nanos` bounds the fresh-container shortcut; `require_pod_metadata` serves
-    /// only pods the inventory knows (Running pods).
+    /// only pods the inventory knows (Running pods). Every other rule is metrics-server's.
     pub fn new(resolution_nanos: i64, require_pod_metadata: bool) -> Self {
-        Self {
-            resolution_nanos,
+        Self::with_config(StoreConfig {
             require_pod_metadata,
+            ..StoreConfig::new(resolution_nanos)
+        })
+    }
+
+    pub fn with_config(config: StoreConfig) -> Self {
+        Self {
+            config,
             nodes: BTreeMap::new(),
             pods: BTreeMap::new(),
             stats: StoreStats::default(),
@@ -445,7 +482,7 @@ impl MetricsStore {
         encode_node(&node, slot);
         let previously_reported = std::mem::take(&mut slot.pods);
 
-        let reported = reported_pods(pods);
+        let reported = reported_pods(pods, self.config.keep_zero_memory_containers);
         let mut still_reported = reported.iter().map(|(key, _)| key).peekable();
         for key in &previously_reported {
             while still_reported
@@ -477,7 +514,7 @@ impl MetricsStore {
     }
 
     fn replace_pod_points(&mut self, key: &PodKey, node: &str, containers: Vec<(String, Point)>) {
-        let resolution = self.resolution_nanos;
+        let resolution = self.config.resolution_nanos;
         // One search per pod: the map holds 150k keys and a node's sample touches ~100 of them.
         match self.pods.get_mut(key) {
             Some(slot) => {
@@ -679,7 +716,7 @@ impl MetricsStore {
     }
 
     fn is_served(&self, slot: &PodSlot) -> bool {
-        slot.encoded.is_some() && (slot.labels.is_some() || !self.require_pod_metadata)
+        slot.encoded.is_some() && (slot.labels.is_some() || !self.config.require_pod_metadata)
     }
 
     /// A pod's metrics, or `None` when it is not servable.

@@ -12,7 +12,7 @@ use kubemetrics_core::render::table::{MetaVersion, RowObject, TableOptions};
 use kubemetrics_core::render::views::{self, Encoding, View};
 use kubemetrics_core::sample::NodeSample;
 use kubemetrics_core::selector::LabelSelector;
-use kubemetrics_core::store::{Labels, MetricsStore as Store, PodKey};
+use kubemetrics_core::store::{Labels, MetricsStore as Store, PodKey, StoreConfig};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -219,16 +219,29 @@ fn into_bytes(py: Python<'_>, body: Vec<u8>) -> Py<PyBytes> {
 #[pymethods]
 impl MetricsStore {
     #[new]
-    #[pyo3(signature = (metric_resolution_seconds, *, require_pod_metadata = false))]
-    fn new(metric_resolution_seconds: f64, require_pod_metadata: bool) -> PyResult<Self> {
+    #[pyo3(signature = (
+        metric_resolution_seconds,
+        *,
+        require_pod_metadata = false,
+        keep_zero_memory_containers = false
+    ))]
+    fn new(
+        metric_resolution_seconds: f64,
+        require_pod_metadata: bool,
+        keep_zero_memory_containers: bool,
+    ) -> PyResult<Self> {
         if !(metric_resolution_seconds.is_finite() && metric_resolution_seconds > 0.0) {
             return Err(PyValueError::new_err(format!(
                 "metric_resolution_seconds must be a positive number of seconds, got {metric_resolution_seconds}"
             )));
         }
-        let resolution_nanos = (metric_resolution_seconds * 1e9).round() as i64;
+        let config = StoreConfig {
+            resolution_nanos: (metric_resolution_seconds * 1e9).round() as i64,
+            require_pod_metadata,
+            keep_zero_memory_containers,
+        };
         Ok(Self {
-            store: RwLock::new(Store::new(resolution_nanos, require_pod_metadata)),
+            store: RwLock::new(Store::with_config(config)),
         })
     }
 

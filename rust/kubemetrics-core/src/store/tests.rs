@@ -513,6 +513,134 @@ fn zero_cpu_zero_memory_or_no_point_drops_the_pod() {
     }
 }
 
+/// A store that keeps pods whose containers report a zero working set (metrics-server #1330).
+fn store_keeping_zero_memory() -> MetricsStore {
+    let mut store = MetricsStore::with_config(StoreConfig {
+        keep_zero_memory_containers: true,
+        ..StoreConfig::new(RESOLUTION)
+    });
+    store.set_node_metadata("node-1", Labels::default());
+    store
+}
+
+/// `default/web` with an `app` container (1 MiB) and a `sidecar` whose working set is `sidecar_memory`.
+fn web_with_sidecar(timestamp: i64, cpu: u64, sidecar_memory: Option<u64>) -> NodeSample {
+    let start = T0 - 3600 * SECOND;
+    let sidecar = ResourcePoint {
+        memory_working_set_bytes: sidecar_memory,
+        ..reading(timestamp, cpu / 2, 0, start)
+    };
+    sample(
+        "node-1",
+        None,
+        vec![pod(
+            "default",
+            "web",
+            vec![
+                container("app", reading(timestamp, cpu, MIB, start)),
+                container("sidecar", sidecar),
+            ],
+        )],
+    )
+}
+
+#[test]
+fn a_sidecar_reporting_zero_memory_drops_its_pod_by_default() {
+    let mut store = store();
+    store.ingest(web_with_sidecar(T0, 1_000_000_000, Some(0)));
+    store.ingest(web_with_sidecar(T0 + RESOLUTION, 2_500_000_000, Some(0)));
+    assert!(store.pod_metrics("default", "web").is_none());
+    assert_eq!(store.render_pod("default", "web", 1_700_000_100), None);
+    assert_eq!(store.stats().pods, 0);
+}
+
+#[test]
+fn kept_zero_memory_container_is_served_at_memory_zero() {
+    let mut store = store_keeping_zero_memory();
+    store.ingest(web_with_sidecar(T0, 1_000_000_000, Some(0)));
+    store.ingest(web_with_sidecar(T0 + RESOLUTION, 2_500_000_000, Some(0)));
+    let usages = container_usages(&store, "default", "web").unwrap();
+    let usage = |cpu_nanocores, memory_bytes| Usage {
+        timestamp: T0 + RESOLUTION,
+        window: RESOLUTION,
+        cpu_nanocores,
+        memory_bytes,
+    };
+    assert_eq!(
+        usages,
+        vec![
+            // 1.5 s of CPU over 15 s, and 0.75 s over 15 s.
+            ("app".to_string(), usage(100_000_000, MIB)),
+            ("sidecar".to_string(), usage(50_000_000, 0)),
+        ]
+    );
+    let body = store.render_pod("default", "web", 1_700_000_100).unwrap();
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        concat!(
+            r#"{"kind":"PodMetrics","apiVersion":"metrics.k8s.io/v1beta1","#,
+            r#""metadata":{"name":"web","namespace":"default","creationTimestamp":"2023-11-14T22:15:00Z"},"#,
+            r#""timestamp":"2023-11-14T22:13:35Z","window":"15s","containers":["#,
+            r#"{"name":"app","usage":{"cpu":"100m","memory":"1Mi"}},"#,
+            r#"{"name":"sidecar","usage":{"cpu":"50m","memory":"0"}}]}"#,
+            "\n"
+        )
+    );
+    assert_eq!(store.stats().servable_pods, 1);
+    assert_stats_consistent(&store);
+}
+
+#[test]
+fn keeping_zero_memory_still_drops_missing_memory_and_zero_or_missing_cpu() {
+    let start = T0 - 3600 * SECOND;
+    let broken = [
+        // Missing working set: not the same as a reported zero.
+        container(
+            "sidecar",
+            ResourcePoint {
+                memory_working_set_bytes: None,
+                ..reading(T0, 1_000, MIB, start)
+            },
+        ),
+        container("sidecar", reading(T0, 0, 0, start)),
+        container("sidecar", reading(T0, 0, MIB, start)),
+        container(
+            "sidecar",
+            ResourcePoint {
+                cumulative_cpu_nanos: None,
+                ..reading(T0, 1_000, 0, start)
+            },
+        ),
+        ContainerSample {
+            name: "sidecar".to_string(),
+            point: None,
+        },
+    ];
+    for broken in broken {
+        let mut store = store_keeping_zero_memory();
+        let app = container("app", reading(T0, 1_000, MIB, start));
+        store.ingest(sample(
+            "node-1",
+            None,
+            vec![pod("default", "web", vec![app, broken.clone()])],
+        ));
+        assert_eq!(store.stats().pods, 0, "{broken:?}");
+    }
+}
+
+#[test]
+fn keeping_zero_memory_does_not_relax_the_node_rule() {
+    let mut store = store_keeping_zero_memory();
+    store.ingest(sample("node-1", Some(reading(T0, 1_000, 0, 0)), vec![]));
+    store.ingest(sample(
+        "node-1",
+        Some(reading(T0 + RESOLUTION, 2_000, 0, 0)),
+        vec![],
+    ));
+    assert!(node_usage(&store, "node-1").is_none());
+    assert_eq!(store.stats().nodes, 0);
+}
+
 #[test]
 fn pod_missing_from_a_sample_vanishes() {
     let mut store = store();
