@@ -16,7 +16,7 @@ PROTO_OUT := python/kubemetrics/v1
 NATIVE_SO_STAMP := $(VENV)/.native-stamp
 RUST_SOURCES := $(shell find rust -name '*.rs' -not -path '*/target/*') rust/Cargo.toml rust/Cargo.lock rust/kubemetrics-core/Cargo.toml rust/kubemetrics-python/Cargo.toml
 
-.PHONY: all build test test-python test-rust lint demo clean proto control-plane-build e2e bench-decoders bench-store
+.PHONY: all build test test-python test-rust lint demo clean proto control-plane-build e2e bench-decoders bench-store bench
 
 all: build
 
@@ -62,8 +62,25 @@ control-plane-build:
 e2e: build control-plane-build
 	KUBEMETRICS_E2E=1 $(PY) -m pytest tests/e2e -v $(PYTEST_ARGS)
 
+# Differential conformance (docs/conformance.md): the upstream metrics-server, built from the Go module
+# proxy into ~/.cache/kubemetrics, and kubemetrics on the same hollow fleet and control plane.
+.PHONY: metrics-server-build conformance
+METRICS_SERVER_VERSION ?= v0.8.0
+
+metrics-server-build:
+	scripts/metrics-server/build.sh $(METRICS_SERVER_VERSION)
+
+conformance: build control-plane-build metrics-server-build
+	KUBEMETRICS_CONFORMANCE=1 KUBEMETRICS_METRICS_SERVER_VERSION=$(METRICS_SERVER_VERSION) \
+		$(PY) -m pytest tests/conformance -v -s $(PYTEST_ARGS)
+
 bench-decoders: build
 	$(PY) -m benchmarks.decoders
+
+# Scenario benchmarks beside metrics-server (benchmarks/README.md): every scenario, or SCENARIO=100x70
+# (several: SCENARIO="100x70 1000x30"); BENCH_ARGS passes more flags, e.g. BENCH_ARGS="--baseline none".
+bench: build
+	$(PY) -m benchmarks.runner $(foreach s,$(SCENARIO),--scenario $(s)) $(BENCH_ARGS)
 
 bench-store: build
 	$(PY) -m benchmarks.store

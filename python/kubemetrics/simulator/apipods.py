@@ -6,6 +6,17 @@ Each container uses what its pod's annotations ask for:
   (default 32Mi) for every container of the pod;
 - `kubemetrics.io/usage-cpu.<container>` / `kubemetrics.io/usage-memory.<container>` for one container.
 
+Kubelet edge cases, per container (`<annotation>.<container>`) or for every container (`<annotation>`),
+shown on `/metrics/resource` (the Summary API is not affected):
+
+- `kubemetrics.io/missing-usage`: `cpu`, `memory` or `cpu,memory` — the series the kubelet leaves out
+  for the container, as when the runtime has no stats for its cgroup yet;
+- `kubemetrics.io/bad-start-time`: `true` — the container's start is written as Go's zero time with a
+  negative sample timestamp (`-6.21355968e+10 -62135596800000`), as kubelets did in kubernetes#109679;
+- `kubemetrics.io/restarts`: a count; raising it restarts the container from the next whole second
+  (a new start time, its CPU counter from 0; the pod's and node's counters keep counting). The value
+  a pod is first seen with is taken as restarts that happened before.
+
 Usage is piecewise constant: a new annotation value takes effect from the whole second after it was
 observed, and the cumulative CPU counter integrates the rate over the segments, so it only grows and
 the rate between any two samples inside one segment is exact.
@@ -37,6 +48,10 @@ log = logging.getLogger(__name__)
 
 USAGE_CPU_ANNOTATION = "kubemetrics.io/usage-cpu"
 USAGE_MEMORY_ANNOTATION = "kubemetrics.io/usage-memory"
+MISSING_USAGE_ANNOTATION = "kubemetrics.io/missing-usage"
+BAD_START_TIME_ANNOTATION = "kubemetrics.io/bad-start-time"
+RESTARTS_ANNOTATION = "kubemetrics.io/restarts"
+_SERIES = frozenset({"cpu", "memory"})
 DEFAULT_USAGE_CPU = "10m"
 DEFAULT_USAGE_MEMORY = "32Mi"
 # A removed pod is kept (for samples that still fall before its end) this long, then only its total
@@ -81,12 +96,56 @@ def requested_usage(annotations: Mapping[str, str], container: str) -> tuple[Con
     return usage, problems
 
 
+@dataclass(frozen=True, slots=True)
+class KubeletQuirks:
+    """How the kubelet misreports one container (see the module docstring)."""
+
+    missing_series: frozenset[str] = frozenset()
+    bad_start_time: bool = False
+    restarts: int = 0
+
+
+def _annotation(annotations: Mapping[str, str], annotation: str, container: str) -> str | None:
+    for key in (f"{annotation}.{container}", annotation):
+        if key in annotations:
+            return annotations[key]
+    return None
+
+
+def requested_quirks(annotations: Mapping[str, str], container: str) -> tuple[KubeletQuirks, list[str]]:
+    """The edge cases the annotations ask of `container`, and a message per unusable annotation."""
+    problems: list[str] = []
+    missing: frozenset[str] = frozenset()
+    text = _annotation(annotations, MISSING_USAGE_ANNOTATION, container)
+    if text is not None:
+        names = frozenset(part.strip() for part in text.split(",") if part.strip())
+        if names <= _SERIES:
+            missing = names
+        else:
+            problems.append(f"annotation {MISSING_USAGE_ANNOTATION}: {text!r} is not a list of cpu, memory")
+    bad_start = (_annotation(annotations, BAD_START_TIME_ANNOTATION, container) or "").strip().lower() == "true"
+    restarts = 0
+    text = _annotation(annotations, RESTARTS_ANNOTATION, container)
+    if text is not None:
+        try:
+            restarts = int(text)
+            if restarts < 0:
+                raise ValueError(text)
+        except ValueError:
+            restarts = 0
+            problems.append(f"annotation {RESTARTS_ANNOTATION}: {text!r} is not a count")
+    return KubeletQuirks(missing, bad_start, restarts), problems
+
+
 @dataclass(slots=True)
 class ApiContainer:
     name: str
     memory_limit_bytes: int | None
     # Ascending `since`; the first starts at the pod's start.
     segments: list[UsageSegment]
+    quirks: KubeletQuirks = KubeletQuirks()
+    # Whole seconds the container restarted at, ascending (its first start is the pod's).
+    restart_times: list[int] = field(default_factory=list)
 
     def usage_at(self, t: int) -> ContainerUsage:
         current = self.segments[0].usage
@@ -105,6 +164,22 @@ class ApiContainer:
             end = self.segments[position + 1].since if position + 1 < len(self.segments) else t
             total += segment.usage.nanocores * (min(end, t) - segment.since)
         return total
+
+    def instance_start(self, pod_start: int, t: int) -> int:
+        """When the instance running at t started."""
+        return max((r for r in self.restart_times if r <= t), default=pod_start)
+
+    def restarts_at(self, t: int) -> int:
+        return self.quirks.restarts - sum(1 for r in self.restart_times if r > t)
+
+    def set_quirks(self, quirks: KubeletQuirks, since: int) -> bool:
+        """Apply new quirks; a higher restart count restarts the container at `since`."""
+        if quirks == self.quirks:
+            return False
+        if quirks.restarts > self.quirks.restarts and (not self.restart_times or self.restart_times[-1] < since):
+            self.restart_times.append(since)
+        self.quirks = quirks
+        return True
 
     def set_usage(self, usage: ContainerUsage, since: int) -> bool:
         last = self.segments[-1]
@@ -200,8 +275,9 @@ class ApiPods:
         built = []
         for container_name, limit in containers:
             usage, container_problems = requested_usage(annotations, container_name)
-            problems.extend(p for p in container_problems if p not in problems)
-            built.append(ApiContainer(container_name, limit, [UsageSegment(start_time, usage)]))
+            quirks, quirk_problems = requested_quirks(annotations, container_name)
+            problems.extend(p for p in (*container_problems, *quirk_problems) if p not in problems)
+            built.append(ApiContainer(container_name, limit, [UsageSegment(start_time, usage)], quirks))
         pod = ApiPod(
             uid=uid,
             namespace=namespace,
@@ -219,7 +295,8 @@ class ApiPods:
         return pod
 
     def update_usage(self, uid: str, annotations: Mapping[str, str], now: float) -> bool:
-        """Apply the pod's current annotations from the next whole second; True if any usage changed."""
+        """Apply the pod's current annotations from the next whole second; True if any usage (or quirk)
+        changed."""
         pod = self.get(uid)
         if pod is None:
             return False
@@ -228,8 +305,10 @@ class ApiPods:
         problems: list[str] = []
         for container in pod.containers:
             usage, container_problems = requested_usage(annotations, container.name)
-            problems.extend(p for p in container_problems if p not in problems)
+            quirks, quirk_problems = requested_quirks(annotations, container.name)
+            problems.extend(p for p in (*container_problems, *quirk_problems) if p not in problems)
             changed |= container.set_usage(usage, since)
+            changed |= container.set_quirks(quirks, since)
         pod.problems = problems
         return changed
 
@@ -289,21 +368,27 @@ class ApiPods:
             start_time=pod.start_time,
             sample_time=t,
             cpu_nanocores=sum(c.cpu_nanocores for c in containers),
-            cpu_cumulative_nanoseconds=sum(c.cpu_cumulative_nanoseconds for c in containers),
+            # The pod cgroup keeps counting across container restarts.
+            cpu_cumulative_nanoseconds=sum(c.cumulative_at(t) for c in pod.containers),
             memory=_reading(working_set, None if None in limits else sum(x for x in limits if x is not None)),
             containers=containers,
         )
 
     def _container_truth(self, pod: ApiPod, container: ApiContainer, t: int) -> ContainerTruth:
         usage = container.usage_at(t)
+        start = container.instance_start(pod.start_time, t)
+        # A restarted container's counter starts again from 0; the pod's keeps the earlier instances'.
+        cumulative = container.cumulative_at(t) - container.cumulative_at(start)
         return ContainerTruth(
             name=container.name,
-            start_time=pod.start_time,
+            start_time=start,
             sample_time=t,
             cpu_nanocores=usage.nanocores,
-            cpu_cumulative_nanoseconds=container.cumulative_at(t),
+            cpu_cumulative_nanoseconds=cumulative,
             memory=_reading(usage.memory_bytes, container.memory_limit_bytes),
-            restarts=0,
+            restarts=container.restarts_at(t),
+            missing_series=tuple(sorted(container.quirks.missing_series)),
+            start_time_unset=container.quirks.bad_start_time,
         )
 
 

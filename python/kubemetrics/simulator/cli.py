@@ -119,6 +119,12 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         "--no-psi", action="store_true", help="Leave out pressure-stall (psi/io) sections, as kubelets before 1.33."
     )
     behaviour.add_argument(
+        "--steady-memory",
+        action="store_true",
+        help="Working sets stay at their base instead of swinging slowly, so every sample of an object reads "
+        "the same (for comparing collectors that scrape at different seconds).",
+    )
+    behaviour.add_argument(
         "--origin",
         type=int,
         default=0,
@@ -196,6 +202,7 @@ def config_from(args: argparse.Namespace, now: int) -> SimulateConfig:
         churn_interval=args.churn_interval,
         churn_fraction=args.churn_fraction,
         psi=not args.no_psi,
+        steady_memory=args.steady_memory,
     )
     params.validate()
     if not 1 <= args.port <= 65535:

@@ -6,6 +6,8 @@
 - `GET /truth?node=NAME[&t=UNIX_SECONDS]` → the model's values for the node as its kubelet reports
   them at wall second t (default: now): rates, cumulative counters, working sets, sample times.
 - `GET /requests` → requests served per node and path.
+- `GET /scrapes[?node=NAME&node=…]` → the last scrapes answered per node, oldest first:
+  `{"sim-node-0": [{"time", "path", "user_agent", "status", "sample_time"}, …]}`.
 """
 
 from __future__ import annotations
@@ -87,6 +89,15 @@ async def _get_requests(request: web.Request) -> web.Response:
     return _json(request.app[_FLEET].request_counts())
 
 
+async def _get_scrapes(request: web.Request) -> web.Response:
+    names = request.query.getall("node", []) or None
+    try:
+        log = request.app[_FLEET].scrape_log(names)
+    except KeyError as err:
+        return _error(404, str(err.args[0]))
+    return _json(log)
+
+
 async def _healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
@@ -99,6 +110,7 @@ def control_app(fleet: Fleet) -> web.Application:
     app.router.add_delete("/faults", _delete_faults)
     app.router.add_get("/truth", _get_truth)
     app.router.add_get("/requests", _get_requests)
+    app.router.add_get("/scrapes", _get_scrapes)
     app.router.add_get("/healthz", _healthz)
     return app
 

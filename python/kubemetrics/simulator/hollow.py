@@ -405,7 +405,10 @@ class HollowKubelets:
         if _shows_running(pod) and status.get("startTime"):
             # Already started by an earlier run of the simulator: keep its times.
             start = min(start, parse_time(status["startTime"]))
-        containers = [(c["name"], _memory_limit(c)) for c in pod["spec"].get("containers") or []]
+        # Native sidecars (init containers with restartPolicy Always) keep running beside the containers;
+        # the other init containers have finished, and a kubelet no longer reports them.
+        sidecars = [c for c in pod["spec"].get("initContainers") or [] if c.get("restartPolicy") == "Always"]
+        containers = [(c["name"], _memory_limit(c)) for c in (*sidecars, *(pod["spec"].get("containers") or []))]
         served = self.pods.add(
             uid=metadata["uid"],
             namespace=metadata.get("namespace", "default"),

@@ -155,6 +155,9 @@ class SimulationParameters:
     node_name_prefix: str = "sim-node-"
     # Pressure-stall information in cpu/memory/io sections, as 1.33+ kubelets with KubeletPSI report.
     psi: bool = True
+    # Working sets stay at their base (no slow swing): every sample of an object then reads the same,
+    # so two collectors scraping at different seconds must report identical memory.
+    steady_memory: bool = False
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> SimulationParameters:
@@ -353,6 +356,12 @@ class ContainerTruth:
     cpu_cumulative_nanoseconds: int
     memory: MemoryReading
     restarts: int
+    # Series the kubelet leaves out for this container on /metrics/resource ("cpu", "memory"), as a
+    # kubelet whose runtime has no stats for a cgroup yet does.
+    missing_series: tuple[str, ...] = ()
+    # The kubelet reports the start as Go's zero time with a negative sample timestamp on
+    # /metrics/resource (kubernetes#109679).
+    start_time_unset: bool = False
 
     @property
     def memory_working_set_bytes(self) -> int:
@@ -818,14 +827,14 @@ class Model:
             "kubelet",
             boot + rng.randint(5, 30),
             rng.randint(15, 60) * MILLICORE_NANOCORES + rng.randrange(MILLICORE_NANOCORES),
-            _memory_profile(rng, (50, 150), limited=False),
+            self._memory_profile(rng, (50, 150), limited=False),
             rng.randrange(interval),
         )
         runtime = SystemContainerSpec(
             "runtime",
             boot + rng.randint(2, 10),
             rng.randint(10, 50) * MILLICORE_NANOCORES + rng.randrange(MILLICORE_NANOCORES),
-            _memory_profile(rng, (40, 200), limited=False),
+            self._memory_profile(rng, (40, 200), limited=False),
             rng.randrange(interval),
         )
         pods_cgroup_start = boot + rng.randint(10, 40)
@@ -871,6 +880,11 @@ class Model:
             nanocores=busy,
         )
 
+    def _memory_profile(self, rng: Draws, mib: tuple[int, int], *, limited: bool) -> MemoryProfile:
+        # The swing is drawn either way, so steady_memory changes nothing else about the fleet.
+        profile = _memory_profile(rng, mib, limited=limited)
+        return dataclasses.replace(profile, swing_bytes=0) if self.params.steady_memory else profile
+
     def _template_hash(self, workload: Workload) -> str:
         """The pod-template-hash of a workload's current template: the same on every node."""
         key = (workload.namespace, workload.app)
@@ -892,7 +906,7 @@ class Model:
         containers = []
         for position, profile in enumerate(workload.containers):
             nanocores = rng.randint(*profile.millicores) * MILLICORE_NANOCORES + rng.randrange(MILLICORE_NANOCORES)
-            memory = _memory_profile(rng, profile.memory_mib, limited=profile.memory_limited)
+            memory = self._memory_profile(rng, profile.memory_mib, limited=profile.memory_limited)
             delay = 0 if position == 0 else rng.randint(0, 3)
             restart_period = round(params.restart_interval * rng.uniform(0.8, 1.2))
             restarts = params.restart_interval > 0 and rng.random() < params.restart_fraction

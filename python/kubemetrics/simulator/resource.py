@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from kubemetrics.simulator.model import NodeTruth
 
+# Go's zero time.Time{} in Unix seconds (0001-01-01T00:00:00Z).
+GO_ZERO_TIME_UNIX_SECONDS = -62135596800
+
 
 def go_float(value: float) -> str:
     """strconv.FormatFloat(value, 'g', -1, 64): shortest digits, exponent form when the decimal
@@ -94,15 +97,21 @@ def render_resource_metrics(truth: NodeTruth) -> bytes:
     for name, namespace, pod_name, container in containers:
         labels = f'{{container="{name}",namespace="{namespace}",pod="{pod_name}"}}'
         ms = f" {container.sample_time * 1000}"
-        samples["container_cpu_usage_seconds_total"].append(
-            f"container_cpu_usage_seconds_total{labels} {_seconds(container.cpu_cumulative_nanoseconds)}{ms}"
-        )
-        samples["container_memory_working_set_bytes"].append(
-            f"container_memory_working_set_bytes{labels} {go_float(container.memory.working_set_bytes)}{ms}"
-        )
-        samples["container_start_time_seconds"].append(
-            f"container_start_time_seconds{labels} {go_float(container.start_time)}"
-        )
+        if "cpu" not in container.missing_series:
+            samples["container_cpu_usage_seconds_total"].append(
+                f"container_cpu_usage_seconds_total{labels} {_seconds(container.cpu_cumulative_nanoseconds)}{ms}"
+            )
+        if "memory" not in container.missing_series:
+            samples["container_memory_working_set_bytes"].append(
+                f"container_memory_working_set_bytes{labels} {go_float(container.memory.working_set_bytes)}{ms}"
+            )
+        if container.start_time_unset:
+            # What kubelets wrote for a container whose start the runtime did not know (kubernetes#109679):
+            # time.Time{} as Unix seconds, and as the sample's millisecond timestamp.
+            start = f"{go_float(GO_ZERO_TIME_UNIX_SECONDS)} {GO_ZERO_TIME_UNIX_SECONDS * 1000}"
+        else:
+            start = go_float(container.start_time)
+        samples["container_start_time_seconds"].append(f"container_start_time_seconds{labels} {start}")
         samples["container_swap_limit_bytes"].append(f"container_swap_limit_bytes{labels} 0{ms}")
         samples["container_swap_usage_bytes"].append(f"container_swap_usage_bytes{labels} 0{ms}")
     node_ms = f" {truth.sample_time * 1000}"

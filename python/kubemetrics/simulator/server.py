@@ -10,6 +10,7 @@ above), ALPN http/1.1 only.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import email.utils
 import errno
@@ -44,6 +45,23 @@ _MAX_BODY_BYTES = 1024 * 1024
 # (the handler finished) and chunked encoding (it did not).
 _CHUNKING_THRESHOLD = 2048
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error"}
+# Scrapes remembered per node for the control endpoint's /scrapes (two collectors at a 10 s resolution
+# fill it in about 20 minutes).
+SCRAPES_KEPT = 256
+_SCRAPE_PATHS = frozenset({"/metrics/resource", "/stats/summary"})
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeRecord:
+    """One answered scrape: when (Unix seconds), what, who asked, with what status, and the wall second
+    the payload was computed for (the sample time of every object in it, with a 1 s housekeeping
+    interval); sample_time is None when no payload was computed (a fault answered instead)."""
+
+    time: float
+    path: str
+    user_agent: str
+    status: int
+    sample_time: int | None
 
 
 class FleetError(RuntimeError):
@@ -93,6 +111,7 @@ class SimulatedKubelet:
         self.server: asyncio.Server | None = None
         self.connections: set[KubeletConnection] = set()
         self.requests: Counter[str] = Counter()
+        self.scrapes: collections.deque[ScrapeRecord] = collections.deque(maxlen=SCRAPES_KEPT)
         self.summary = SummaryRenderer(fleet.model, index)
 
     @property
@@ -131,11 +150,15 @@ class SimulatedKubelet:
 
     # ---- responses ----
 
-    def summary_body(self, full: bool) -> bytes:
-        return self.summary.render(self.fleet.now(), full=full)
+    def summary_body(self, full: bool, now: int | None = None) -> bytes:
+        return self.summary.render(self.fleet.now() if now is None else now, full=full)
 
-    def resource_body(self) -> bytes:
-        return render_resource_metrics(self.fleet.model.truth_for(self.index, self.fleet.now()))
+    def resource_body(self, now: int | None = None) -> bytes:
+        return render_resource_metrics(self.fleet.model.truth_for(self.index, self.fleet.now() if now is None else now))
+
+    def record_scrape(self, path: str, headers: dict[str, str], status: int, sample_time: int | None) -> None:
+        if path in _SCRAPE_PATHS:
+            self.scrapes.append(ScrapeRecord(time.time(), path, headers.get("user-agent", ""), status, sample_time))
 
 
 class KubeletConnection(asyncio.Protocol):
@@ -223,6 +246,7 @@ class KubeletConnection(asyncio.Protocol):
                 return
             if fault.kind is FaultKind.HTTP500:
                 message = f"Internal Error: failed to get node info: simulated fault on node {kubelet.name!r}"
+                kubelet.record_scrape(path, headers, 500, None)
                 self._send(500, "text/plain; charset=utf-8", message.encode(), keep_alive)
                 return
         self._respond(method, path, query, headers, body, keep_alive, fault)
@@ -257,11 +281,15 @@ class KubeletConnection(asyncio.Protocol):
                 form = "&".join(part for part in (query, body.decode("latin-1")) if part)
             # The kubelet honours only_cpu_and_memory only as exactly one value "true".
             only = parse_qs(form, keep_blank_values=True).get("only_cpu_and_memory")
-            payload = kubelet.summary_body(full=only != ["true"])
+            now = kubelet.fleet.now()
+            payload = kubelet.summary_body(full=only != ["true"], now=now)
+            kubelet.record_scrape(path, headers, 200, now)
             self._send_payload(payload, "application/json", keep_alive, fault, gzip_ok=False)
         elif path == "/metrics/resource" and method == "GET":
             accepts_gzip = "gzip" in headers.get("accept-encoding", "")
-            payload = kubelet.resource_body()
+            now = kubelet.fleet.now()
+            payload = kubelet.resource_body(now)
+            kubelet.record_scrape(path, headers, 200, now)
             content_type = "text/plain; version=0.0.4; charset=utf-8"
             self._send_payload(payload, content_type, keep_alive, fault, gzip_ok=accepts_gzip)
         elif path == "/healthz" and method == "GET":
@@ -441,6 +469,11 @@ class Fleet:
 
     def request_counts(self) -> dict[str, dict[str, int]]:
         return {k.name: dict(k.requests) for k in self.kubelets if k.requests}
+
+    def scrape_log(self, names: list[str] | None = None) -> dict[str, list[ScrapeRecord]]:
+        """The remembered scrapes of the named nodes (default: every node scraped so far), oldest first."""
+        kubelets = self.kubelets if names is None else [self.kubelet(name) for name in names]
+        return {k.name: list(k.scrapes) for k in kubelets if k.scrapes}
 
     def publish_inventory(self) -> int:
         """Write inventory.json for now; returns the number of pods written."""
