@@ -11,8 +11,6 @@ Differences kubemetrics has on purpose are either switched off by a flag in the 
 - a freshly started kubemetrics worker takes its first sample of each node early, so its first window
   is 0.5–1.5 resolutions;
 - a request with no credentials at all is 401 in kubemetrics, 403 (system:anonymous refused) upstream.
-
-The one known bug is marked xfail(strict=True) with its diagnosis (SKIPPED_NODE_404).
 """
 
 from __future__ import annotations
@@ -310,18 +308,11 @@ def test_self_metrics_have_the_same_metrics_server_series_and_labels(bed: Confor
     assert ours == upstream
 
 
-SKIPPED_NODE_404 = pytest.mark.xfail(
-    strict=True,
-    reason="kubemetrics bug: a node excluded by --node-selector is dropped from the node cache "
-    '(inventory/kubernetes.py nodes_resource), so GET nodes/<it> answers `node "<it>" not found` '
-    "(kind node) where metrics-server, which caches every Node and applies the selector when listing and "
-    'scraping, answers `nodemetrics.metrics.k8s.io "<it>" not found` (group metrics.k8s.io, kind nodemetrics)',
-)
 API_PATHS = [
     METRICS_API,
     "/apis/metrics.k8s.io",
     f"{METRICS_API}/nodes/no-such-node",
-    pytest.param(f"{METRICS_API}/nodes/{SKIPPED_NODE}", marks=SKIPPED_NODE_404),
+    f"{METRICS_API}/nodes/{SKIPPED_NODE}",
     f"{METRICS_API}/nodes/{DOWN_NODE}",
     f"{METRICS_API}/namespaces/conformance-edge/pods/zero-cpu",
     f"{METRICS_API}/namespaces/conformance-edge/pods/pending",

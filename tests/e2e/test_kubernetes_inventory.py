@@ -267,12 +267,14 @@ async def test_node_selector_keeps_only_matching_nodes(control_plane: ControlPla
         first = await follower.until("the first snapshot", lambda s: True)
         # Only the selected node at all: nodes of other tests and the red node are filtered out too.
         assert set(first.nodes) == {blue}
+        # The red node still exists for the API: a GET of it is "no metrics", not "no such node".
+        assert red in first.unselected_nodes and blue not in first.unselected_nodes
 
         await objects.label_node(red, "pool=blue")
-        await follower.until("red selected", lambda s: set(s.nodes) == {blue, red})
+        await follower.until("red selected", lambda s: set(s.nodes) == {blue, red} and red not in s.unselected_nodes)
 
         await objects.label_node(blue, "pool=green")
-        await follower.until("blue deselected", lambda s: set(s.nodes) == {red})
+        await follower.until("blue deselected", lambda s: set(s.nodes) == {red} and blue in s.unselected_nodes)
 
 
 async def test_watch_resumes_after_a_cut_connection_without_relisting(

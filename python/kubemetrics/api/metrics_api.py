@@ -67,8 +67,9 @@ class MetricsApi:
         view, view_error = _view_of(request, negotiated, "*metrics.NodeMetrics", single=True)
         body = self._ctx.store.render_node_view(view, time.time(), name)
         if body is None:
-            if self._ctx.store.has_node_metadata(name):
-                # The node exists but has no servable point yet (or it went stale).
+            if self._ctx.store.has_node_metadata(name) or name in self._ctx.inventory().unselected_nodes:
+                # The node exists but has no servable point yet (or it went stale, or the node
+                # selector leaves it out).
                 raise not_found(METRICS_GROUP, "nodemetrics", name)
             # metrics-server asks the core node lister, whose GroupResource is the singular "node".
             raise not_found("", "node", name)

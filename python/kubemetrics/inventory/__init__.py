@@ -47,6 +47,9 @@ class InventorySnapshot:
     nodes: Mapping[str, NodeInfo]
     # None: the source does not know pods (every pod with metrics is served, as Running).
     pods: Mapping[tuple[str, str], PodInfo] | None
+    # Nodes that exist but --node-selector leaves out: never scraped nor listed, yet a GET of one is
+    # "no metrics for this node" (nodemetrics not found), not "no such node", as in metrics-server.
+    unselected_nodes: frozenset[str] = frozenset()
 
 
 class InventorySource(Protocol):

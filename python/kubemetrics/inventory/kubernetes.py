@@ -364,14 +364,22 @@ def _status_error(url: str, status: int, body: bytes) -> ApiRequestError:
 # The source
 
 
-def nodes_resource(node_selector: LabelSelector | None = None) -> WatchedResource[str, NodeInfo]:
-    def reduce(item: Mapping[str, Any]) -> NodeInfo | None:
-        node = node_from_object(item)
-        return node if node_selector is None or node_selector.matches(node.labels) else None
-
+def nodes_resource() -> WatchedResource[str, NodeInfo]:
+    """Every node: --node-selector is applied per snapshot (`select_nodes`), because a node it leaves
+    out still exists for the API (metrics-server's node lister sees all nodes)."""
     return WatchedResource(
-        name="nodes", path="/api/v1/nodes", key=lambda item: str(item["metadata"]["name"]), reduce=reduce
+        name="nodes", path="/api/v1/nodes", key=lambda item: str(item["metadata"]["name"]), reduce=node_from_object
     )
+
+
+def select_nodes(
+    nodes: Mapping[str, NodeInfo], node_selector: LabelSelector | None
+) -> tuple[dict[str, NodeInfo], frozenset[str]]:
+    """(the nodes --node-selector keeps, the names of those it leaves out)."""
+    if node_selector is None:
+        return dict(nodes), frozenset()
+    selected = {name: node for name, node in nodes.items() if node_selector.matches(node.labels)}
+    return selected, frozenset(nodes.keys() - selected.keys())
 
 
 def running_pods_resource() -> WatchedResource[tuple[str, str], PodInfo]:
@@ -416,7 +424,7 @@ class KubernetesInventorySource:
             return on_change
 
         async with ApiClient.open(self.config) as client:
-            nodes = self.nodes = Reflector(client, nodes_resource(self.node_selector), mark("nodes"))
+            nodes = self.nodes = Reflector(client, nodes_resource(), mark("nodes"))
             pods = self.pods = Reflector(client, running_pods_resource(), mark("pods"))
             tasks = [
                 asyncio.create_task(nodes.run(), name="node watch"),
@@ -424,7 +432,8 @@ class KubernetesInventorySource:
             ]
             try:
                 await asyncio.gather(nodes.synced.wait(), pods.synced.wait())
-                snapshot = InventorySnapshot(nodes=dict(nodes.items), pods=dict(pods.items))
+                selected, unselected = select_nodes(nodes.items, self.node_selector)
+                snapshot = InventorySnapshot(nodes=selected, pods=dict(pods.items), unselected_nodes=unselected)
                 changed.clear()
                 dirty.clear()
                 yield snapshot
@@ -433,9 +442,12 @@ class KubernetesInventorySource:
                     # Let a burst of events (initial flood, rollout, re-list) settle into one snapshot.
                     await asyncio.sleep(self.coalesce_seconds)
                     changed.clear()
+                    if "nodes" in dirty:
+                        selected, unselected = select_nodes(nodes.items, self.node_selector)
                     snapshot = InventorySnapshot(
-                        nodes=dict(nodes.items) if "nodes" in dirty else snapshot.nodes,
+                        nodes=selected,
                         pods=dict(pods.items) if "pods" in dirty else snapshot.pods,
+                        unselected_nodes=unselected,
                     )
                     dirty.clear()
                     yield snapshot
