@@ -1,19 +1,24 @@
 """The kubelet client: URLs, TLS verification and credentials as metrics-server has them, the request
-deadline, the body cap, and how each failure is classified — against real TLS servers on loopback."""
+deadline, the body cap, HTTP/1.1 framing and keep-alive, and how each failure is classified — against
+real TLS servers on loopback."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gzip
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import pytest
 import trustme
 import uvloop
+from kubemetrics import __version__
 from kubemetrics.options import KubeletOptions
 from kubemetrics.worker.kubelet_client import (
     BearerToken,
@@ -101,8 +106,8 @@ def test_non_200_statuses_are_worded_as_metrics_server_words_them() -> None:
     [
         (TimeoutError(), "timeout", "request timed out after 2s reading the body"),
         (ConnectionRefusedError(111, "Connection refused"), "connect", "connection failed: ConnectionRefusedError"),
-        (aiohttp.ServerDisconnectedError(), "connect", "connection failed: ServerDisconnectedError"),
-        (aiohttp.ClientPayloadError("Response payload is not completed"), "connect", "connection broken"),
+        (ConnectionResetError(104, "Connection reset by peer"), "connect", "connection failed: ConnectionResetError"),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), "tls", "TLS certificate verification failed"),
         (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), "tls", "TLS handshake failed"),
         (RuntimeError("surprise"), "connect", "request failed: RuntimeError: surprise"),
         (ScrapeFailure("oversized", "too big"), "oversized", "too big"),
@@ -124,7 +129,7 @@ async def kubelet_client(
 
 
 @asynccontextmanager
-async def serving(server: FakeKubelet | SilentServer) -> AsyncIterator[None]:
+async def serving(server: FakeKubelet | SilentServer | ScriptedKubelet) -> AsyncIterator[None]:
     await server.start()
     try:
         yield
@@ -294,8 +299,11 @@ async def test_a_status_and_a_cut_body_are_classified(tmp_path: Path) -> None:
         assert (failure.kind, failure.message) == ("http_status", 'request failed, status: "500 Internal Server Error"')
         kubelet.mode = CUT
         failure = await failure_of(client, kubelet.url)
-        assert failure.kind == "connect"
-        assert "Not enough data to satisfy content length header" in failure.message
+    half, whole = len(kubelet.body) // 2, len(kubelet.body)
+    assert (failure.kind, failure.message) == (
+        "connect",
+        f"connection broken while reading the body: connection closed after {half} of {whole} bytes",
+    )
 
 
 def test_tls_and_timeout_failures_are_classified_the_same_on_uvloop(tmp_path: Path) -> None:
@@ -315,3 +323,461 @@ def test_tls_and_timeout_failures_are_classified_the_same_on_uvloop(tmp_path: Pa
         return tls_kind, timeout_kind, body
 
     assert uvloop.run(scenario()) == ("tls", "timeout", fixture_body())
+
+
+# --- HTTP/1.1 on the wire: a kubelet that sends exactly the bytes a test scripts -------------------------
+
+KEEP = "keep"  # after the reply, wait for the next request on the connection
+CLOSE = "close"  # after the reply, close the connection
+STALL = "stall"  # after the reply, send nothing more and wait for the client to hang up
+
+RESOURCE_PATH = "/metrics/resource"
+# Long enough that each write reaches the client as a read of its own.
+PAUSE_BETWEEN_WRITES = 0.005
+
+
+@dataclass
+class Reply:
+    writes: tuple[bytes, ...]
+    then: str = KEEP
+
+
+class ScriptedKubelet:
+    """A TLS server that answers each request with the next scripted reply, byte for byte, and records
+    on which connection each request head arrived."""
+
+    def __init__(self, host: str, tls: TLSMaterial, *replies: Reply) -> None:
+        self.host = host
+        self.port = 0
+        self.replies = list(replies)
+        self.requests: list[tuple[int, bytes]] = []  # (connection number from 1, request head)
+        self.connections = 0
+        self.hung_up_by_client = 0
+        self._tls = tls
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> URL:
+        return URL(f"https://{self.host}:{self.port}{RESOURCE_PATH}", encoded=True)
+
+    def connection_numbers(self) -> list[int]:
+        return [number for number, _ in self.requests]
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, 0, ssl=self._tls.server_context)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for handler in self._handlers:
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        self.connections += 1
+        number = self.connections
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    self.hung_up_by_client += 1
+                    return
+                self.requests.append((number, head))
+                reply = self.replies.pop(0)
+                for index, data in enumerate(reply.writes):
+                    if index:
+                        await asyncio.sleep(PAUSE_BETWEEN_WRITES)
+                    writer.write(data)
+                    await writer.drain()
+                if reply.then == CLOSE:
+                    return
+                if reply.then == STALL:
+                    with contextlib.suppress(ConnectionError):
+                        await reader.read()
+                    self.hung_up_by_client += 1
+                    return
+        finally:
+            writer.transport.abort()
+
+
+def ok_head(*fields: str) -> bytes:
+    return ("\r\n".join(("HTTP/1.1 200 OK", *fields)) + "\r\n\r\n").encode()
+
+
+def content_length_reply(body: bytes, *fields: str, then: str = KEEP) -> Reply:
+    return Reply((ok_head(f"Content-Length: {len(body)}", *fields) + body,), then)
+
+
+def chunked(body: bytes, chunk_bytes: int) -> bytes:
+    framed = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[start : start + chunk_bytes]), body[start : start + chunk_bytes])
+        for start in range(0, len(body), chunk_bytes)
+    )
+    return framed + b"0\r\n\r\n"
+
+
+async def eventually(predicate: Callable[[], bool], what: str, seconds: float = 2.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds:g}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def resource_body() -> bytes:
+    # A /metrics/resource-like text body; its content does not matter to the client.
+    lines = [
+        f'container_cpu_usage_seconds_total{{container="c{i}",namespace="ns",pod="p{i}"}} {i}.5 1700000000000'
+        for i in range(300)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+async def test_a_content_length_answer_to_the_exact_request_go_sends(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.1")
+    body = resource_body()
+    # An interim 103 before the answer is skipped, as Go's transport skips it.
+    early_hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+    kubelet = ScriptedKubelet("127.0.9.1", tls, Reply((early_hints, ok_head(f"Content-Length: {len(body)}"), body)))
+    token_file = tmp_path / "token"
+    token_file.write_text("sa-token\n")
+    options = KubeletOptions(certificate_authority=str(tls.ca_file))
+    async with serving(kubelet), kubelet_client(options, token=BearerToken(str(token_file))) as client:
+        assert await client.get(kubelet.url) == body
+    assert kubelet.requests == [
+        (
+            1,
+            (
+                f"GET /metrics/resource HTTP/1.1\r\nHost: 127.0.9.1:{kubelet.port}\r\n"
+                f"User-Agent: kubemetrics/{__version__}\r\nAccept: */*\r\nAccept-Encoding: gzip\r\n"
+                "Authorization: Bearer sa-token\r\n\r\n"
+            ).encode(),
+        )
+    ]
+
+
+async def test_a_chunked_body_split_anywhere_across_reads_is_reassembled(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.2")
+    body = resource_body()
+    first, second = body[:4000], body[4000:]
+    first_size = b"%x" % len(first)
+    writes = (
+        ok_head("Content-Type: text/plain", "Transfer-Encoding: chunked"),
+        # A chunk-size line cut after its first digit, then inside its extension, then between CR and LF.
+        first_size[:1],
+        first_size[1:] + b";name=",
+        b'"value"\r',
+        b"\n" + first[:1000],
+        first[1000:] + b"\r",
+        b"\n%x\r\n" % len(second) + second[:10],
+        second[10:],
+        b"\r\n0\r\n",
+        # Trailer fields after the last chunk, themselves split.
+        b"X-Checksum: abc\r\nX-Other",
+        b": 1\r\n\r",
+        b"\n",
+    )
+    kubelet = ScriptedKubelet(
+        "127.0.9.2", tls, Reply(writes), Reply((ok_head("Transfer-Encoding: chunked"), chunked(body, 700)))
+    )
+    async with serving(kubelet), kubelet_client(KubeletOptions(insecure_tls=True)) as client:
+        assert await client.get(kubelet.url) == body
+        assert await client.get(kubelet.url) == body
+    # The whole first response, trailers included, was consumed: the connection served the second.
+    assert kubelet.connection_numbers() == [1, 1]
+
+
+async def test_gzip_bodies_are_decoded_whatever_their_framing_and_members(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.3")
+    body = resource_body()
+    compressed = gzip.compress(body)
+    two_members = gzip.compress(body[:5000]) + gzip.compress(body[5000:])
+    kubelet = ScriptedKubelet(
+        "127.0.9.3",
+        tls,
+        Reply(
+            (
+                ok_head("Content-Encoding: gzip", f"Content-Length: {len(compressed)}"),
+                compressed[:100],
+                compressed[100:],
+            )
+        ),
+        Reply((ok_head("Content-Encoding: gzip", "Transfer-Encoding: chunked") + chunked(two_members, 333),)),
+    )
+    async with serving(kubelet), kubelet_client(KubeletOptions(insecure_tls=True)) as client:
+        assert await client.get(kubelet.url) == body
+        assert await client.get(kubelet.url) == body
+    assert kubelet.connection_numbers() == [1, 1]
+
+
+async def test_a_gzip_body_that_inflates_past_the_cap_is_refused_without_inflating_it_all(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.4")
+    bomb = gzip.compress(b"\0" * (8 << 20))
+    kubelet = ScriptedKubelet("127.0.9.4", tls, content_length_reply(bomb, "Content-Encoding: gzip", then=STALL))
+    async with serving(kubelet), kubelet_client(KubeletOptions(insecure_tls=True, max_body_bytes=1 << 20)) as client:
+        failure = await failure_of(client, str(kubelet.url))
+        await eventually(lambda: kubelet.hung_up_by_client == 1, "the client to drop the connection")
+    assert (failure.kind, failure.response_bytes) == ("oversized", (1 << 20) + 1)
+    assert (
+        failure.message
+        == f"response body exceeds --kubelet-max-body-bytes={1 << 20} (more than {1 << 20} bytes received)"
+    )
+
+
+async def test_one_kept_alive_connection_serves_consecutive_requests_and_is_closed_with_the_client(
+    tmp_path: Path,
+) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.5")
+    body = resource_body()
+    kubelet = ScriptedKubelet("127.0.9.5", tls, *(content_length_reply(body) for _ in range(3)))
+    async with serving(kubelet):
+        async with kubelet_client(KubeletOptions(insecure_tls=True)) as client:
+            for _ in range(3):
+                assert await client.get(kubelet.url) == body
+            assert (kubelet.connections, kubelet.hung_up_by_client) == (1, 0)
+        await eventually(lambda: kubelet.hung_up_by_client == 1, "the closed client to hang up")
+    assert kubelet.connection_numbers() == [1, 1, 1]
+
+
+async def test_concurrent_requests_to_one_kubelet_each_get_a_connection_and_one_stays_idle(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.6")
+    body = resource_body()
+    kubelet = ScriptedKubelet("127.0.9.6", tls, *(content_length_reply(body) for _ in range(3)))
+    async with serving(kubelet), kubelet_client(KubeletOptions(insecure_tls=True)) as client:
+        assert await asyncio.gather(client.get(kubelet.url), client.get(kubelet.url)) == [body, body]
+        assert kubelet.connections == 2
+        # Only one idle connection per kubelet is kept: the other is closed, the kept one reused.
+        await eventually(lambda: kubelet.hung_up_by_client == 1, "the surplus connection to be closed")
+        assert await client.get(kubelet.url) == body
+    assert kubelet.connections == 2
+
+
+async def test_a_kept_alive_connection_the_kubelet_closed_is_replaced_transparently(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.7")
+    body = resource_body()
+    kubelet = ScriptedKubelet(
+        "127.0.9.7",
+        tls,
+        content_length_reply(body),
+        # The kubelet closes the idle connection just as the next request arrives on it.
+        Reply((), CLOSE),
+        content_length_reply(body),
+        # Closed after answering, without saying so: the client notices before reusing it.
+        content_length_reply(body, then=CLOSE),
+        content_length_reply(body),
+    )
+    async with serving(kubelet), kubelet_client(KubeletOptions(insecure_tls=True)) as client:
+        assert await client.get(kubelet.url) == body
+        assert await client.get(kubelet.url) == body
+        assert await client.get(kubelet.url) == body
+        await asyncio.sleep(0.05)
+        assert await client.get(kubelet.url) == body
+    assert kubelet.connection_numbers() == [1, 1, 2, 2, 3]
+
+
+async def test_a_new_connection_closed_before_any_answer_fails_without_a_retry(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.8")
+    kubelet = ScriptedKubelet("127.0.9.8", tls, Reply((), CLOSE), content_length_reply(b"unused"))
+    async with serving(kubelet), kubelet_client(KubeletOptions(insecure_tls=True)) as client:
+        failure = await failure_of(client, str(kubelet.url))
+    assert (failure.kind, failure.message) == ("connect", "connection closed by the kubelet before it answered")
+    assert kubelet.connection_numbers() == [1]
+
+
+async def test_connection_close_from_the_kubelet_is_respected(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.9")
+    body = resource_body()
+    # The kubelet says close but leaves the connection open: the client must not reuse it anyway.
+    kubelet = ScriptedKubelet(
+        "127.0.9.9", tls, content_length_reply(body, "Connection: close"), content_length_reply(body)
+    )
+    async with serving(kubelet), kubelet_client(KubeletOptions(insecure_tls=True)) as client:
+        assert await client.get(kubelet.url) == body
+        await eventually(lambda: kubelet.hung_up_by_client == 1, "the client to close the connection")
+        assert await client.get(kubelet.url) == body
+    assert kubelet.connection_numbers() == [1, 2]
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_a_connection_that_sent_more_than_the_answer_is_not_reused(tmp_path: Path, framing: str) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.16")
+    body = resource_body()
+    answer = (
+        ok_head(f"Content-Length: {len(body)}") + body
+        if framing == "content-length"
+        else ok_head("Transfer-Encoding: chunked") + chunked(body, 1000)
+    )
+    # What follows the answer cannot belong to any request: nothing read later on the connection could be trusted.
+    unsolicited = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstale"
+    kubelet = ScriptedKubelet("127.0.9.16", tls, Reply((answer + unsolicited,)), content_length_reply(b"fresh"))
+    async with serving(kubelet), kubelet_client(KubeletOptions(insecure_tls=True)) as client:
+        assert await client.get(kubelet.url) == body
+        assert await client.get(kubelet.url) == b"fresh"
+    assert kubelet.connection_numbers() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("status_line", "status", "message"),
+    [
+        ("HTTP/1.1 500 Internal Server Error", 500, 'request failed, status: "500 Internal Server Error"'),
+        ("HTTP/1.1 503 Node Shutting Down", 503, 'request failed, status: "503 Node Shutting Down"'),
+        ("HTTP/1.1 404 Not Found", 404, 'request failed, status: "404 Not Found"'),
+        ("HTTP/1.1 401", 401, 'request failed, status: "401 Unauthorized"'),
+        # Redirects are not followed: the token would go wherever the Location points.
+        ("HTTP/1.1 302 Found\r\nLocation: https://127.0.9.99/", 302, 'request failed, status: "302 Found"'),
+    ],
+)
+async def test_a_non_200_status_fails_with_metrics_servers_wording(
+    tmp_path: Path, status_line: str, status: int, message: str
+) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.10")
+    answer = f"{status_line}\r\nContent-Length: 9\r\n\r\nno metric".encode()
+    kubelet = ScriptedKubelet("127.0.9.10", tls, Reply((answer,)), content_length_reply(b"fine"))
+    async with serving(kubelet), kubelet_client(KubeletOptions(insecure_tls=True)) as client:
+        failure = await failure_of(client, str(kubelet.url))
+        # The failed response's connection is not reused (as Go's transport with an unread body).
+        assert await client.get(kubelet.url) == b"fine"
+    assert (failure.kind, failure.status, failure.message) == ("http_status", status, message)
+    assert kubelet.connection_numbers() == [1, 2]
+
+
+async def test_a_content_length_over_the_cap_fails_before_the_body_is_read(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.11")
+    kubelet = ScriptedKubelet("127.0.9.11", tls, Reply((ok_head("Content-Length: 1000001"),), STALL))
+    options = KubeletOptions(insecure_tls=True, max_body_bytes=1_000_000, request_timeout_seconds=5)
+    async with serving(kubelet), kubelet_client(options) as client:
+        started = time.monotonic()
+        failure = await failure_of(client, str(kubelet.url))
+        elapsed = time.monotonic() - started
+        await eventually(lambda: kubelet.hung_up_by_client == 1, "the client to drop the connection")
+    assert (failure.kind, failure.response_bytes) == ("oversized", 0)
+    assert failure.message == "response body exceeds --kubelet-max-body-bytes=1000000 (Content-Length is 1000001)"
+    assert elapsed < 1.0
+
+
+async def test_a_streamed_body_over_the_cap_is_cut_off(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.12")
+    chunk = b"%x\r\n%s\r\n" % (4096, b"x" * 4096)
+    # Three chunks within the cap, more than the cap in the fourth; then the kubelet would go on forever.
+    kubelet = ScriptedKubelet(
+        "127.0.9.12", tls, Reply((ok_head("Transfer-Encoding: chunked"), chunk, chunk, chunk, chunk), STALL)
+    )
+    limit = 3 * 4096 + 100
+    options = KubeletOptions(insecure_tls=True, max_body_bytes=limit, request_timeout_seconds=5)
+    async with serving(kubelet), kubelet_client(options) as client:
+        failure = await failure_of(client, str(kubelet.url))
+        await eventually(lambda: kubelet.hung_up_by_client == 1, "the client to drop the connection")
+    assert (failure.kind, failure.response_bytes) == ("oversized", 4 * 4096)
+    assert (
+        failure.message == f"response body exceeds --kubelet-max-body-bytes={limit} (more than {limit} bytes received)"
+    )
+
+
+async def test_a_kubelet_that_stalls_after_the_headers_times_out_reading_the_body(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.13")
+    kubelet = ScriptedKubelet("127.0.9.13", tls, Reply((ok_head("Content-Length: 100") + b"only ten..",), STALL))
+    options = KubeletOptions(insecure_tls=True, request_timeout_seconds=0.3)
+    async with serving(kubelet), kubelet_client(options) as client:
+        started = time.monotonic()
+        failure = await failure_of(client, str(kubelet.url))
+        elapsed = time.monotonic() - started
+        await eventually(lambda: kubelet.hung_up_by_client == 1, "the client to drop the connection")
+    assert (failure.kind, failure.message) == ("timeout", "request timed out after 0.3s reading the body")
+    assert 0.28 <= elapsed < 0.6
+
+
+@pytest.mark.parametrize(
+    ("writes", "then", "message"),
+    [
+        (
+            (b"SSH-2.0-OpenSSH_9.6\r\n",),
+            STALL,
+            "invalid HTTP response: not HTTP/1.x: starts with b'SSH-2.0-OpenSSH_9.6\\r\\n'",
+        ),
+        (
+            (b"HTTP/1.1 OK 200\r\n\r\n",),
+            STALL,
+            "invalid HTTP response: malformed status line b'HTTP/1.1 OK 200'",
+        ),
+        (
+            (ok_head("Content-Length: ten"),),
+            STALL,
+            "invalid HTTP response: bad Content-Length b'ten'",
+        ),
+        (
+            (ok_head("Content-Encoding: br", "Content-Length: 3") + b"abc",),
+            KEEP,
+            "invalid HTTP response: unsupported Content-Encoding b'br' (only gzip is accepted)",
+        ),
+        (
+            (ok_head("Transfer-Encoding: chunked") + b"zz\r\n",),
+            STALL,
+            "connection broken while reading the body: bad chunk-size line b'zz'",
+        ),
+        (
+            (ok_head("Transfer-Encoding: chunked") + b"3\r\nabcX",),
+            STALL,
+            "connection broken while reading the body: chunk data not followed by CRLF",
+        ),
+        (
+            (ok_head("Transfer-Encoding: chunked") + b"10\r\nabc",),
+            CLOSE,
+            "connection broken while reading the body: connection closed inside the chunked body",
+        ),
+        (
+            (ok_head("Content-Encoding: gzip", "Content-Length: 4") + b"\x1f\x8b\x08\x00",),
+            KEEP,
+            "invalid gzip body: the stream ends early",
+        ),
+        (
+            (b"HTTP/1.1 200 OK\r\nContent",),
+            CLOSE,
+            "connection broken while reading the response head",
+        ),
+    ],
+)
+async def test_a_response_that_is_not_well_formed_http_fails_as_connect(
+    tmp_path: Path, writes: tuple[bytes, ...], then: str, message: str
+) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.14")
+    kubelet = ScriptedKubelet("127.0.9.14", tls, Reply(writes, then))
+    options = KubeletOptions(insecure_tls=True, request_timeout_seconds=5)
+    async with serving(kubelet), kubelet_client(options) as client:
+        started = time.monotonic()
+        failure = await failure_of(client, str(kubelet.url))
+        elapsed = time.monotonic() - started
+        await eventually(lambda: kubelet.connections == kubelet.hung_up_by_client or then == CLOSE, "a hang-up")
+    assert (failure.kind, failure.message) == ("connect", message)
+    # Recognised as broken at once, not left to the deadline.
+    assert elapsed < 1.0
+
+
+def test_framing_keep_alive_and_failures_behave_the_same_on_uvloop(tmp_path: Path) -> None:
+    tls = TLSMaterial.create(tmp_path, "127.0.9.15")
+    body = resource_body()
+
+    async def scenario() -> tuple[list[bytes], str, list[int]]:
+        kubelet = ScriptedKubelet(
+            "127.0.9.15",
+            tls,
+            Reply((ok_head("Transfer-Encoding: chunked"), b"1", b"f4\r\n" + b"y" * 0x1F4, b"\r\n0\r\n\r\n")),
+            Reply((), CLOSE),
+            Reply((ok_head("Content-Encoding: gzip", "Transfer-Encoding: chunked"), chunked(gzip.compress(body), 500))),
+            Reply((b"\x00\x01garbage",), STALL),
+        )
+        async with serving(kubelet), kubelet_client(KubeletOptions(certificate_authority=str(tls.ca_file))) as client:
+            bodies = [await client.get(kubelet.url), await client.get(kubelet.url)]
+            failure = await failure_of(client, str(kubelet.url))
+        return bodies, failure.message, kubelet.connection_numbers()
+
+    bodies, message, connections = uvloop.run(scenario())
+    assert bodies == [b"y" * 0x1F4, body]
+    assert message == "invalid HTTP response: not HTTP/1.x: starts with b'\\x00\\x01garbage'"
+    assert connections == [1, 1, 2, 2]
