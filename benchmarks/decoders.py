@@ -28,7 +28,9 @@ def _summary_in_python(body: bytes) -> int:
     """What the Rust summary decoder extracts, done with orjson + Python (the obvious alternative)."""
     doc = orjson.loads(body)
     node = doc["node"]
-    extracted = [(node.get("cpu", {}).get("usageCoreNanoSeconds"), node.get("memory", {}).get("workingSetBytes"))]
+    extracted: list[tuple[object, ...]] = [
+        (node.get("cpu", {}).get("usageCoreNanoSeconds"), node.get("memory", {}).get("workingSetBytes"))
+    ]
     for pod in doc.get("pods") or []:
         ref = pod["podRef"]
         for container in pod.get("containers") or []:
@@ -67,7 +69,7 @@ def _per_call_seconds(function: Callable[[], object], budget_seconds: float) -> 
         if elapsed > 0.02:
             break
         calls *= 2
-    samples = []
+    samples: list[float] = []
     deadline = time.perf_counter() + budget_seconds
     while time.perf_counter() < deadline or len(samples) < 3:
         started = time.perf_counter()
