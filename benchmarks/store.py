@@ -10,7 +10,14 @@ process RSS growth across the ingest (the encoded samples are kept alive on both
 measurement, so only the store's own allocations count).
 
 Run: `.venv/bin/python -m benchmarks.store [--nodes N --pods-per-node P --containers C --seconds S]`
-or `make bench-store`."""
+or `make bench-store`.
+
+Figures at the default shape (5,000 × 30 × 1) on a shared 2-core machine, medians (max):
+- with pre-encoded JSON per pod: ingest 3.3–4.4 µs per pod-sample, 1,160 bytes of RSS per pod, full list
+  JSON 72–131 ms (157), protobuf 95–400 ms, namespace list 0.34–0.45 ms (5.5), single pod 1 µs;
+- encoding on each request from compact slots (slab in list order, interned names and label sets,
+  containers inline): ingest 1.3–2.3 µs, 151 bytes per pod, full list JSON 58–79 ms (91), protobuf
+  61–73 ms (72), namespace list 0.6–0.95 ms (5.2), single pod 1–2 µs. Two containers per pod: 328 bytes."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ from typing import Self, final
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "FRESHNESS_BUCKETS",
     "DecodeError",
     "LabelSelectorError",
     "MetricsStore",
@@ -22,6 +23,10 @@ __all__ = [
 
 DEFAULT_MAX_BODY_BYTES: int
 """Default cap on one kubelet body (bytes) before decoding is refused as oversized."""
+
+FRESHNESS_BUCKETS: list[float]
+"""The 20 finite upper bounds (seconds) of metrics_server_api_metric_freshness_seconds: prometheus
+ExponentialBuckets(1, 1.364, 20), i.e. 1 … 364.3, computed as Go computes them."""
 
 class DecodeError(ValueError):
     """A kubelet payload could not be decoded.
@@ -193,6 +198,14 @@ class MetricsStore:
 
     def render_pod_view(self, view: ResponseView, now_unix_seconds: float, namespace: str, name: str) -> bytes | None:
         """One pod in `view`'s representation, or None."""
+
+    def freshness_histogram(self) -> tuple[list[int], float]:
+        """Per-bucket (non-cumulative) counts for the 20 upper bounds then +Inf (21 entries), and the sum of
+        observed seconds, since the store was created.
+
+        This is metrics_server_api_metric_freshness_seconds: every render_* call observes, once per item it
+        returns (node or pod; lists and single gets; any view), request time − item timestamp. An item whose
+        timestamp is null counts as Go's maximum duration (≈9.2e9 s, in +Inf)."""
 
     def stats(self) -> StoreStats: ...
     def ready(self) -> bool:

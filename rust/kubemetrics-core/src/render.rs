@@ -7,10 +7,10 @@
 //! (pods: `"containers":[{"name","usage"}]` instead of `usage`), list items carry no `kind` or
 //! `apiVersion`, a list's `metadata` is `{}`, and an empty list is `"items":[]`.
 //!
-//! Items are encoded once, when their points or labels change ([`encode_node_item`],
-//! [`encode_pod_item`]); a request only concatenates them and splices in `creationTimestamp`,
-//! which metrics-server sets to the request time. At 150k pods this turns a response into a
-//! sequence of copies instead of 600k string escapes over memory scattered across the heap.
+//! Items are encoded on each request, straight from the store's points into one buffer
+//! ([`JsonList`], [`render_node_json`], [`render_pod_json`]); `creationTimestamp`, which
+//! metrics-server sets to the request time, is formatted once per response, and so is each run of
+//! items sharing a timestamp and window (the pods of one scrape).
 //!
 //! The other representations a client can negotiate are in submodules: [`protobuf`] (the
 //! Kubernetes protobuf encoding), [`table`] (the `meta.k8s.io` Table and metadata-only views) and
@@ -22,6 +22,34 @@ use crate::format::{
 };
 
 const API_VERSION: &str = "metrics.k8s.io/v1beta1";
+
+/// When a request is served: its whole seconds stamp every item's `creationTimestamp`, and its
+/// nanoseconds time the freshness of each item returned ([`freshness`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTime {
+    pub unix_seconds: i64,
+    pub unix_nanos: i64,
+}
+
+impl RequestTime {
+    /// A request time from a float clock reading (Python's `time.time()`).
+    pub fn from_unix_seconds_f64(seconds: f64) -> Self {
+        Self {
+            unix_seconds: seconds.floor() as i64,
+            unix_nanos: (seconds * 1e9) as i64,
+        }
+    }
+}
+
+/// A request at a whole second.
+impl From<i64> for RequestTime {
+    fn from(unix_seconds: i64) -> Self {
+        Self {
+            unix_seconds,
+            unix_nanos: unix_seconds.saturating_mul(1_000_000_000),
+        }
+    }
+}
 
 /// What an item reports: usage over `window` ending at `timestamp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,41 +83,21 @@ pub struct PodItem<'a> {
     pub time: Option<(i64, i64)>,
 }
 
-/// One item's JSON with a gap where `creationTimestamp` goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedItem {
-    json: Box<[u8]>,
-    /// Offset of the gap: right after `name`/`namespace` in `metadata`.
-    gap: usize,
-    /// Whether a field precedes the gap (`name` and `namespace` are omitempty).
-    comma: bool,
-}
-
-impl EncodedItem {
-    /// Writes the item from byte `from` (1 skips the opening brace).
-    fn write(&self, out: &mut Vec<u8>, clock: &ResponseClock, from: usize) {
-        out.extend_from_slice(&self.json[from..self.gap]);
-        let field = &clock.creation_timestamp;
-        out.extend_from_slice(if self.comma { field } else { &field[1..] });
-        out.extend_from_slice(&self.json[self.gap..]);
-    }
-
-    fn len(&self) -> usize {
-        self.json.len() + CREATION_TIMESTAMP_BYTES
-    }
-}
-
-/// `,"creationTimestamp":"2026-08-04T10:15:31Z"`
-const CREATION_TIMESTAMP_BYTES: usize = 43;
-
 /// The request time as every item of one response shows it, formatted once.
 struct ResponseClock {
     creation_timestamp: Vec<u8>,
 }
 
 impl ResponseClock {
+    /// Writes `,"creationTimestamp":"…"`, without the comma when no field precedes it.
+    fn write_creation_timestamp(&self, out: &mut Vec<u8>, comma: bool) {
+        let field = &self.creation_timestamp;
+        out.extend_from_slice(if comma { field } else { &field[1..] });
+    }
+
     fn new(now_unix_seconds: i64) -> Self {
-        let mut creation_timestamp = Vec::with_capacity(CREATION_TIMESTAMP_BYTES);
+        // `,"creationTimestamp":"2026-08-04T10:15:31Z"`
+        let mut creation_timestamp = Vec::with_capacity(43);
         creation_timestamp.extend_from_slice(b",\"creationTimestamp\":\"");
         write_rfc3339_seconds(&mut creation_timestamp, now_unix_seconds);
         creation_timestamp.push(b'"');
@@ -97,10 +105,13 @@ impl ResponseClock {
     }
 }
 
-/// Starts an item: `{"metadata":{"name":…,"namespace":…` up to the `creationTimestamp` gap.
-/// Returns the gap offset and whether a field precedes it.
-fn write_metadata_head(out: &mut Vec<u8>, name: &str, namespace: &str) -> (usize, bool) {
-    out.extend_from_slice(b"{\"metadata\":{");
+/// `{"metadata":{"name":…,"namespace":…` (without the brace when `open` is false: the type meta
+/// of a single object opened it). Returns whether a field was written.
+fn write_metadata_open(out: &mut Vec<u8>, name: &str, namespace: &str, open: bool) -> bool {
+    if open {
+        out.push(b'{');
+    }
+    out.extend_from_slice(b"\"metadata\":{");
     let mut comma = false;
     for (key, value) in [
         (&b"\"name\":"[..], name),
@@ -115,7 +126,7 @@ fn write_metadata_head(out: &mut Vec<u8>, name: &str, namespace: &str) -> (usize
             comma = true;
         }
     }
-    (out.len(), comma)
+    comma
 }
 
 /// Closes `metadata` with its labels (omitted when empty).
@@ -143,6 +154,26 @@ fn write_time_window(out: &mut Vec<u8>, time: Option<(i64, i64)>) {
     out.push(b'"');
 }
 
+/// The last `,"timestamp":…,"window":…` written, reused while consecutive items share their
+/// second and window, as the pods of one scrape mostly do.
+#[derive(Default)]
+struct TimeWindowCache {
+    key: Option<Option<(i64, i64)>>,
+    bytes: Vec<u8>,
+}
+
+impl TimeWindowCache {
+    fn write(&mut self, out: &mut Vec<u8>, time: Option<(i64, i64)>) {
+        let key = time.map(|(timestamp, window)| (unix_seconds_of_nanos(timestamp), window));
+        if self.key != Some(key) {
+            self.bytes.clear();
+            write_time_window(&mut self.bytes, time);
+            self.key = Some(key);
+        }
+        out.extend_from_slice(&self.bytes);
+    }
+}
+
 /// `{"cpu":"…","memory":"…"}` (a ResourceList: keys sorted).
 fn write_resource_list(out: &mut Vec<u8>, usage: &Usage) {
     out.extend_from_slice(b"{\"cpu\":\"");
@@ -152,49 +183,160 @@ fn write_resource_list(out: &mut Vec<u8>, usage: &Usage) {
     out.extend_from_slice(b"\"}");
 }
 
-fn finish(out: Vec<u8>, gap: usize, comma: bool) -> EncodedItem {
-    EncodedItem {
-        json: out.into_boxed_slice(),
-        gap,
-        comma,
-    }
-}
-
-/// Encodes a node's list item.
-pub fn encode_node_item(item: &NodeItem<'_>) -> EncodedItem {
-    let mut out = Vec::with_capacity(160 + item.name.len() + item.labels_json.len());
-    let (gap, comma) = write_metadata_head(&mut out, item.name, "");
-    write_metadata_tail(&mut out, item.labels_json);
-    write_time_window(&mut out, Some((item.usage.timestamp, item.usage.window)));
+/// Writes a node item in full, `creationTimestamp` included; `open` as in [`write_metadata_open`].
+fn write_node_item(
+    out: &mut Vec<u8>,
+    item: &NodeItem<'_>,
+    clock: &ResponseClock,
+    time_window: &mut TimeWindowCache,
+    open: bool,
+) {
+    let comma = write_metadata_open(out, item.name, "", open);
+    clock.write_creation_timestamp(out, comma);
+    write_metadata_tail(out, item.labels_json);
+    time_window.write(out, Some((item.usage.timestamp, item.usage.window)));
     out.extend_from_slice(b",\"usage\":");
-    write_resource_list(&mut out, &item.usage);
+    write_resource_list(out, &item.usage);
     out.push(b'}');
-    finish(out, gap, comma)
 }
 
-/// Encodes a pod's list item with `containers` as `(name, usage)` in the order to show them.
-pub fn encode_pod_item<'a>(
+/// Writes a pod item in full, `creationTimestamp` included; `open` as in [`write_metadata_open`].
+fn write_pod_item<'a>(
+    out: &mut Vec<u8>,
     item: &PodItem<'_>,
     containers: impl Iterator<Item = (&'a str, Usage)>,
-) -> EncodedItem {
-    let mut out =
-        Vec::with_capacity(256 + item.name.len() + item.namespace.len() + item.labels_json.len());
-    let (gap, comma) = write_metadata_head(&mut out, item.name, item.namespace);
-    write_metadata_tail(&mut out, item.labels_json);
-    write_time_window(&mut out, item.time);
+    clock: &ResponseClock,
+    time_window: &mut TimeWindowCache,
+    open: bool,
+) {
+    let comma = write_metadata_open(out, item.name, item.namespace, open);
+    clock.write_creation_timestamp(out, comma);
+    write_metadata_tail(out, item.labels_json);
+    time_window.write(out, item.time);
+    write_containers(out, containers);
+    out.push(b'}');
+}
+
+/// `,"containers":[{"name":…,"usage":{…}},…]`
+fn write_containers<'a>(out: &mut Vec<u8>, containers: impl Iterator<Item = (&'a str, Usage)>) {
     out.extend_from_slice(b",\"containers\":[");
     for (index, (name, usage)) in containers.enumerate() {
         if index > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"name\":");
-        write_json_string(&mut out, name);
+        write_json_string(out, name);
         out.extend_from_slice(b",\"usage\":");
-        write_resource_list(&mut out, &usage);
+        write_resource_list(out, &usage);
         out.push(b'}');
     }
-    out.extend_from_slice(b"]}");
-    finish(out, gap, comma)
+    out.push(b']');
+}
+
+/// A `NodeMetricsList`/`PodMetricsList` body written item by item, each encoded as it is added,
+/// so a list allocates once whatever its length.
+pub struct JsonList {
+    out: Vec<u8>,
+    clock: ResponseClock,
+    time_window: TimeWindowCache,
+    empty: bool,
+}
+
+impl JsonList {
+    /// A list expected to hold about `expected_items` items (the buffer is sized from it).
+    pub fn new(resource: Resource, now_unix_seconds: i64, expected_items: usize) -> Self {
+        let per_item = match resource {
+            Resource::Nodes => 256,
+            Resource::Pods => 240,
+        };
+        let mut out = Vec::with_capacity(100 + expected_items.saturating_mul(per_item));
+        write_type_meta(&mut out, resource.list_kind());
+        out.extend_from_slice(b"\"metadata\":{},\"items\":[");
+        Self {
+            out,
+            clock: ResponseClock::new(now_unix_seconds),
+            time_window: TimeWindowCache::default(),
+            empty: true,
+        }
+    }
+
+    fn separate(&mut self) {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+    }
+
+    pub fn push_node(&mut self, item: &NodeItem<'_>) {
+        self.separate();
+        write_node_item(
+            &mut self.out,
+            item,
+            &self.clock,
+            &mut self.time_window,
+            true,
+        );
+    }
+
+    pub fn push_pod<'a>(
+        &mut self,
+        item: &PodItem<'_>,
+        containers: impl Iterator<Item = (&'a str, Usage)>,
+    ) {
+        self.separate();
+        write_pod_item(
+            &mut self.out,
+            item,
+            containers,
+            &self.clock,
+            &mut self.time_window,
+            true,
+        );
+    }
+
+    /// The body, ending with the newline the apiserver's encoder writes.
+    pub fn finish(mut self) -> Vec<u8> {
+        self.out.extend_from_slice(b"]}\n");
+        self.out
+    }
+}
+
+/// A single `NodeMetrics` JSON body (a GET by name).
+pub fn render_node_json(item: &NodeItem<'_>, now_unix_seconds: i64) -> Vec<u8> {
+    let clock = ResponseClock::new(now_unix_seconds);
+    let mut out = Vec::with_capacity(320 + item.name.len() + item.labels_json.len());
+    write_type_meta(&mut out, Resource::Nodes.kind());
+    write_node_item(
+        &mut out,
+        item,
+        &clock,
+        &mut TimeWindowCache::default(),
+        false,
+    );
+    out.push(b'\n');
+    out
+}
+
+/// A single `PodMetrics` JSON body (a GET by name).
+pub fn render_pod_json<'a>(
+    item: &PodItem<'_>,
+    containers: impl Iterator<Item = (&'a str, Usage)>,
+    now_unix_seconds: i64,
+) -> Vec<u8> {
+    let clock = ResponseClock::new(now_unix_seconds);
+    let mut out =
+        Vec::with_capacity(400 + item.name.len() + item.namespace.len() + item.labels_json.len());
+    write_type_meta(&mut out, Resource::Pods.kind());
+    write_pod_item(
+        &mut out,
+        item,
+        containers,
+        &clock,
+        &mut TimeWindowCache::default(),
+        false,
+    );
+    out.push(b'\n');
+    out
 }
 
 /// The two resources metrics-server serves.
@@ -228,36 +370,7 @@ fn write_type_meta(out: &mut Vec<u8>, kind: &str) {
     out.extend_from_slice(b"\",");
 }
 
-/// A `NodeMetricsList`/`PodMetricsList` response body of `items` (sorted and filtered by the
-/// caller), ending with the newline the apiserver's encoder writes.
-pub fn render_list(resource: Resource, items: &[&EncodedItem], now_unix_seconds: i64) -> Vec<u8> {
-    let clock = ResponseClock::new(now_unix_seconds);
-    let size = 100 + items.iter().map(|item| item.len() + 1).sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    write_type_meta(&mut out, resource.list_kind());
-    out.extend_from_slice(b"\"metadata\":{},\"items\":[");
-    for (index, item) in items.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        item.write(&mut out, &clock, 0);
-    }
-    out.extend_from_slice(b"]}\n");
-    out
-}
-
-/// A single `NodeMetrics`/`PodMetrics` response body (a GET by name): the item with `kind` and
-/// `apiVersion` in front, ending with a newline.
-pub fn render_object(resource: Resource, item: &EncodedItem, now_unix_seconds: i64) -> Vec<u8> {
-    let clock = ResponseClock::new(now_unix_seconds);
-    let mut out = Vec::with_capacity(100 + item.len());
-    write_type_meta(&mut out, resource.kind());
-    // The type meta already opened the object: skip the item's own '{'.
-    item.write(&mut out, &clock, 1);
-    out.push(b'\n');
-    out
-}
-
+pub mod freshness;
 pub mod protobuf;
 pub mod table;
 pub mod views;

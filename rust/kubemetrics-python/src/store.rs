@@ -8,11 +8,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kubemetrics_core::format;
+use kubemetrics_core::render::freshness::FRESHNESS_BUCKETS;
 use kubemetrics_core::render::table::{MetaVersion, RowObject, TableOptions};
-use kubemetrics_core::render::views::{self, Encoding, View};
+use kubemetrics_core::render::views::{Encoding, View};
+use kubemetrics_core::render::RequestTime;
 use kubemetrics_core::sample::NodeSample;
 use kubemetrics_core::selector::LabelSelector;
-use kubemetrics_core::store::{Labels, MetricsStore as Store, PodKey, StoreConfig};
+use kubemetrics_core::store::{
+    Labels, MetricsStore as Store, NodeSelection, PodKey, PodSelection, StoreConfig,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -166,6 +170,9 @@ fn extract_exclusions(values: Option<&Bound<'_, PyAny>>) -> PyResult<HashSet<Str
         .collect()
 }
 
+/// How many samples `ingest` decodes before applying them under one write lock.
+const INGEST_CHUNK: usize = 32;
+
 /// Two points per node and container with metrics-server's storage semantics.
 #[pyclass(module = "kubemetrics._native", name = "MetricsStore", frozen)]
 pub struct MetricsStore {
@@ -182,11 +189,6 @@ impl MetricsStore {
     fn write(&self) -> RwLockWriteGuard<'_, Store> {
         self.store.write().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// Whole seconds of the request time, as `creationTimestamp` carries it.
-fn whole_seconds(now_unix_seconds: f64) -> i64 {
-    now_unix_seconds.floor() as i64
 }
 
 fn parse_selector(selector: Option<&str>) -> Result<LabelSelector, String> {
@@ -245,7 +247,7 @@ impl MetricsStore {
         })
     }
 
-    /// Decodes every sample, then applies the good ones under one write lock.
+    /// Decodes the samples a chunk at a time and applies each chunk's good ones under one write lock.
     fn ingest(&self, py: Python<'_>, samples: &Bound<'_, PyAny>) -> PyResult<usize> {
         let mut objects = Vec::new();
         for (index, item) in samples.try_iter()?.enumerate() {
@@ -265,21 +267,27 @@ impl MetricsStore {
         }
         let encoded: Vec<&[u8]> = objects.iter().map(|bytes| bytes.as_bytes()).collect();
         let (stored, first_error) = py.detach(|| {
-            let mut decoded = Vec::with_capacity(encoded.len());
+            let mut stored = 0;
             let mut first_error = None;
-            for (index, bytes) in encoded.iter().enumerate() {
-                match NodeSample::from_bytes(bytes) {
-                    Ok(sample) => decoded.push(sample),
-                    Err(error) if first_error.is_none() => {
-                        first_error = Some((index, bytes.len(), error))
+            // Decoded samples hold every pod's strings: decode a few at a time, so the memory they
+            // take at once stays small whatever the batch (the store keeps far less per pod).
+            for (chunk_index, chunk) in encoded.chunks(INGEST_CHUNK).enumerate() {
+                let mut decoded = Vec::with_capacity(chunk.len());
+                for (offset, bytes) in chunk.iter().enumerate() {
+                    match NodeSample::from_bytes(bytes) {
+                        Ok(sample) => decoded.push(sample),
+                        Err(error) if first_error.is_none() => {
+                            let index = chunk_index * INGEST_CHUNK + offset;
+                            first_error = Some((index, bytes.len(), error))
+                        }
+                        Err(_) => {}
                     }
-                    Err(_) => {}
                 }
-            }
-            let stored = decoded.len();
-            let mut store = self.write();
-            for sample in decoded {
-                store.ingest(sample);
+                stored += decoded.len();
+                let mut store = self.write();
+                for sample in decoded {
+                    store.ingest(sample);
+                }
             }
             (stored, first_error)
         });
@@ -356,7 +364,7 @@ impl MetricsStore {
         label_selector: Option<&str>,
         name: Option<&str>,
     ) -> PyResult<Py<PyBytes>> {
-        let now = whole_seconds(now_unix_seconds);
+        let now = RequestTime::from_unix_seconds_f64(now_unix_seconds);
         let body: Result<Vec<u8>, String> = py.detach(|| {
             let selector = parse_selector(label_selector)?;
             Ok(self.read().render_node_list(&selector, name, now))
@@ -371,7 +379,7 @@ impl MetricsStore {
         now_unix_seconds: f64,
         node: &str,
     ) -> Option<Py<PyBytes>> {
-        let now = whole_seconds(now_unix_seconds);
+        let now = RequestTime::from_unix_seconds_f64(now_unix_seconds);
         let body = py.detach(|| self.read().render_node(node, now));
         body.map(|body| into_bytes(py, body))
     }
@@ -385,7 +393,7 @@ impl MetricsStore {
         label_selector: Option<&str>,
         name: Option<&str>,
     ) -> PyResult<Py<PyBytes>> {
-        let now = whole_seconds(now_unix_seconds);
+        let now = RequestTime::from_unix_seconds_f64(now_unix_seconds);
         let body: Result<Vec<u8>, String> = py.detach(|| {
             let selector = parse_selector(label_selector)?;
             Ok(self.read().render_pod_list(namespace, &selector, name, now))
@@ -401,7 +409,7 @@ impl MetricsStore {
         namespace: &str,
         name: &str,
     ) -> Option<Py<PyBytes>> {
-        let now = whole_seconds(now_unix_seconds);
+        let now = RequestTime::from_unix_seconds_f64(now_unix_seconds);
         let body = py.detach(|| self.read().render_pod(namespace, name, now));
         body.map(|body| into_bytes(py, body))
     }
@@ -416,18 +424,16 @@ impl MetricsStore {
         name: Option<&str>,
         excluded_names: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyBytes>> {
-        let now = whole_seconds(now_unix_seconds);
+        let now = RequestTime::from_unix_seconds_f64(now_unix_seconds);
         let view = view.view;
         let excluded_names = extract_exclusions(excluded_names)?;
         let body: Result<Vec<u8>, String> = py.detach(|| {
             let selector = parse_selector(label_selector)?;
-            let store = self.read();
-            if view == View::Object(Encoding::Json) && excluded_names.is_empty() {
-                return Ok(store.render_node_list(&selector, name, now));
-            }
-            let mut nodes = store.node_metrics_list(&selector, name);
-            nodes.retain(|node| !excluded_names.contains(node.name));
-            Ok(views::render_node_list(view, &nodes, now))
+            let selection = NodeSelection {
+                excluded_names: Some(&excluded_names).filter(|names| !names.is_empty()),
+                ..NodeSelection::new(&selector, name)
+            };
+            Ok(self.read().render_node_list_view(view, &selection, now))
         });
         body.map(|body| into_bytes(py, body))
             .map_err(LabelSelectorError::new_err)
@@ -440,16 +446,9 @@ impl MetricsStore {
         now_unix_seconds: f64,
         node: &str,
     ) -> Option<Py<PyBytes>> {
-        let now = whole_seconds(now_unix_seconds);
+        let now = RequestTime::from_unix_seconds_f64(now_unix_seconds);
         let view = view.view;
-        let body = py.detach(|| {
-            let store = self.read();
-            if view == View::Object(Encoding::Json) {
-                return store.render_node(node, now);
-            }
-            let metrics = store.node_metrics(node)?;
-            Some(views::render_node(view, &metrics, now))
-        });
+        let body = py.detach(|| self.read().render_node_view(view, node, now));
         body.map(|body| into_bytes(py, body))
     }
 
@@ -474,24 +473,19 @@ impl MetricsStore {
         excluded_names: Option<&Bound<'_, PyAny>>,
         excluded_namespaces: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyBytes>> {
-        let now = whole_seconds(now_unix_seconds);
+        let now = RequestTime::from_unix_seconds_f64(now_unix_seconds);
         let view = view.view;
         let excluded_names = extract_exclusions(excluded_names)?;
         let excluded_namespaces = extract_exclusions(excluded_namespaces)?;
         let body: Result<Vec<u8>, String> = py.detach(|| {
             let selector = parse_selector(label_selector)?;
-            let store = self.read();
-            if view == View::Object(Encoding::Json)
-                && excluded_names.is_empty()
-                && excluded_namespaces.is_empty()
-            {
-                return Ok(store.render_pod_list(namespace, &selector, name, now));
-            }
-            let mut pods = store.pod_metrics_list(namespace, &selector, name);
-            pods.retain(|pod| {
-                !excluded_names.contains(pod.name) && !excluded_namespaces.contains(pod.namespace)
-            });
-            Ok(views::render_pod_list(view, &pods, now))
+            let selection = PodSelection {
+                excluded_names: Some(&excluded_names).filter(|names| !names.is_empty()),
+                excluded_namespaces: Some(&excluded_namespaces)
+                    .filter(|namespaces| !namespaces.is_empty()),
+                ..PodSelection::new(namespace, &selector, name)
+            };
+            Ok(self.read().render_pod_list_view(view, &selection, now))
         });
         body.map(|body| into_bytes(py, body))
             .map_err(LabelSelectorError::new_err)
@@ -505,17 +499,17 @@ impl MetricsStore {
         namespace: &str,
         name: &str,
     ) -> Option<Py<PyBytes>> {
-        let now = whole_seconds(now_unix_seconds);
+        let now = RequestTime::from_unix_seconds_f64(now_unix_seconds);
         let view = view.view;
-        let body = py.detach(|| {
-            let store = self.read();
-            if view == View::Object(Encoding::Json) {
-                return store.render_pod(namespace, name, now);
-            }
-            let metrics = store.pod_metrics(namespace, name)?;
-            Some(views::render_pod(view, &metrics, now))
-        });
+        let body = py.detach(|| self.read().render_pod_view(view, namespace, name, now));
         body.map(|body| into_bytes(py, body))
+    }
+
+    /// Per-bucket (non-cumulative) counts for the 20 upper bounds then +Inf (21 entries), and the
+    /// sum of observed seconds, since the store was created.
+    fn freshness_histogram(&self, py: Python<'_>) -> (Vec<u64>, f64) {
+        let counts = py.detach(|| self.read().freshness());
+        (counts.buckets.to_vec(), counts.sum_seconds)
     }
 
     fn stats(&self, py: Python<'_>) -> StoreStats {
@@ -557,6 +551,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "LabelSelectorError",
         m.py().get_type::<LabelSelectorError>(),
     )?;
+    m.add("FRESHNESS_BUCKETS", FRESHNESS_BUCKETS.to_vec())?;
     m.add_function(wrap_pyfunction!(format_cpu_quantity, m)?)?;
     m.add_function(wrap_pyfunction!(format_memory_quantity, m)?)?;
     m.add_function(wrap_pyfunction!(format_duration, m)?)?;

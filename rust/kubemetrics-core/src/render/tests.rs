@@ -357,11 +357,11 @@ fn pod_whose_every_container_was_skipped_has_null_timestamp_and_no_containers() 
 #[test]
 fn empty_lists_render_an_empty_items_array() {
     assert_eq!(
-        text(render_list(Resource::Nodes, &[], 0)),
+        text(JsonList::new(Resource::Nodes, 0, 0).finish()),
         "{\"kind\":\"NodeMetricsList\",\"apiVersion\":\"metrics.k8s.io/v1beta1\",\"metadata\":{},\"items\":[]}\n"
     );
     assert_eq!(
-        text(render_list(Resource::Pods, &[], 0)),
+        text(JsonList::new(Resource::Pods, 0, 0).finish()),
         "{\"kind\":\"PodMetricsList\",\"apiVersion\":\"metrics.k8s.io/v1beta1\",\"metadata\":{},\"items\":[]}\n"
     );
 }
@@ -513,7 +513,8 @@ fn unnamed_items_drop_the_comma_before_creation_timestamp() {
         cpu_nanocores: 1,
         memory_bytes: 1,
     };
-    let item = encode_pod_item(
+    let mut list = JsonList::new(Resource::Pods, 1_785_838_531, 1);
+    list.push_pod(
         &PodItem {
             namespace: "",
             name: "",
@@ -523,27 +524,28 @@ fn unnamed_items_drop_the_comma_before_creation_timestamp() {
         std::iter::empty(),
     );
     assert_eq!(
-        text(render_list(Resource::Pods, &[&item], 1_785_838_531)),
+        text(list.finish()),
         concat!(
             r#"{"kind":"PodMetricsList","apiVersion":"metrics.k8s.io/v1beta1","metadata":{},"items":["#,
             r#"{"metadata":{"creationTimestamp":"2026-08-04T10:15:31Z"},"timestamp":null,"window":"0s","containers":[]}"#,
             "]}\n"
         )
     );
-    let node = encode_node_item(&NodeItem {
+    let node = NodeItem {
         name: "",
         labels_json: b"",
         usage,
-    });
+    };
     assert_eq!(
-        text(render_object(Resource::Nodes, &node, 1_785_838_531)),
+        text(render_node_json(&node, 1_785_838_531)),
         concat!(
             r#"{"kind":"NodeMetrics","apiVersion":"metrics.k8s.io/v1beta1","metadata":{"creationTimestamp":"2026-08-04T10:15:31Z"},"#,
             r#""timestamp":"2026-08-04T10:15:21Z","window":"15s","usage":{"cpu":"1n","memory":"1"}}"#,
             "\n"
         )
     );
-    let namespaced = encode_pod_item(
+    let mut namespaced = JsonList::new(Resource::Pods, 0, 1);
+    namespaced.push_pod(
         &PodItem {
             namespace: "ns",
             name: "",
@@ -552,6 +554,7 @@ fn unnamed_items_drop_the_comma_before_creation_timestamp() {
         },
         std::iter::empty(),
     );
-    assert!(text(render_list(Resource::Pods, &[&namespaced], 0))
-        .contains(r#"{"metadata":{"namespace":"ns","creationTimestamp":"#));
+    assert!(
+        text(namespaced.finish()).contains(r#"{"metadata":{"namespace":"ns","creationTimestamp":"#)
+    );
 }

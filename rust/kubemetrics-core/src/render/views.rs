@@ -1,17 +1,14 @@
 //! One entry point per response: computed metrics rendered in the representation a client
 //! negotiated (the objects as JSON or protobuf, a `Table`, or metadata only).
 //!
-//! The plain JSON of the store's pre-encoded items (`MetricsStore::render_*`) stays the fast path
-//! for the common case; these functions encode from [`NodeMetrics`]/[`PodMetrics`] on each
-//! request, which every other representation needs anyway.
+//! `MetricsStore::render_*_view` selects, counts freshness and streams the objects (JSON and
+//! protobuf) without building a list first; these functions render a list or object the caller
+//! already selected, and every other representation.
 
 use crate::store::{NodeMetrics, PodMetrics};
 
 use super::table::{self, MetaVersion, TableOptions};
-use super::{
-    encode_node_item, encode_pod_item, protobuf, render_list, render_object, EncodedItem, NodeItem,
-    PodItem, Resource,
-};
+use super::{protobuf, render_node_json, render_pod_json, JsonList, NodeItem, PodItem, Resource};
 
 /// `application/json` or `application/vnd.kubernetes.protobuf`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,45 +28,64 @@ pub enum View {
     Metadata(MetaVersion, Encoding),
 }
 
-fn node_item(node: &NodeMetrics<'_>) -> EncodedItem {
-    encode_node_item(&NodeItem {
+fn node_item<'a>(node: &NodeMetrics<'a>) -> NodeItem<'a> {
+    NodeItem {
         name: node.name,
         labels_json: node.labels.json(),
         usage: node.usage,
-    })
+    }
 }
 
-fn pod_item(pod: &PodMetrics<'_>) -> EncodedItem {
-    encode_pod_item(
-        &PodItem {
-            namespace: pod.namespace,
-            name: pod.name,
-            labels_json: pod.labels.map_or(&[], |labels| labels.json()),
-            time: pod.time,
-        },
-        pod.containers()
-            .map(|container| (container.name, container.usage)),
-    )
+fn pod_item<'a>(pod: &PodMetrics<'a>) -> PodItem<'a> {
+    PodItem {
+        namespace: pod.namespace,
+        name: pod.name,
+        labels_json: pod.labels.map_or(&[], |labels| labels.json()),
+        time: pod.time,
+    }
 }
 
 /// A `NodeMetrics` JSON body, encoded from the computed metrics.
 pub fn render_node_object(node: &NodeMetrics<'_>, now_unix_seconds: i64) -> Vec<u8> {
-    render_object(Resource::Nodes, &node_item(node), now_unix_seconds)
+    render_node_json(&node_item(node), now_unix_seconds)
 }
 
 /// A `PodMetrics` JSON body, encoded from the computed metrics.
 pub fn render_pod_object(pod: &PodMetrics<'_>, now_unix_seconds: i64) -> Vec<u8> {
-    render_object(Resource::Pods, &pod_item(pod), now_unix_seconds)
+    render_pod_json(
+        &pod_item(pod),
+        pod.containers()
+            .map(|container| (container.name, container.usage)),
+        now_unix_seconds,
+    )
+}
+
+/// A `NodeMetricsList` JSON body of `nodes`.
+pub fn render_node_list_json(nodes: &[NodeMetrics<'_>], now_unix_seconds: i64) -> Vec<u8> {
+    let mut list = JsonList::new(Resource::Nodes, now_unix_seconds, nodes.len());
+    for node in nodes {
+        list.push_node(&node_item(node));
+    }
+    list.finish()
+}
+
+/// A `PodMetricsList` JSON body of `pods`.
+pub fn render_pod_list_json(pods: &[PodMetrics<'_>], now_unix_seconds: i64) -> Vec<u8> {
+    let mut list = JsonList::new(Resource::Pods, now_unix_seconds, pods.len());
+    for pod in pods {
+        list.push_pod(
+            &pod_item(pod),
+            pod.containers()
+                .map(|container| (container.name, container.usage)),
+        );
+    }
+    list.finish()
 }
 
 /// The response body for a list of `nodes` (selected and sorted by the caller).
 pub fn render_node_list(view: View, nodes: &[NodeMetrics<'_>], now_unix_seconds: i64) -> Vec<u8> {
     match view {
-        View::Object(Encoding::Json) => {
-            let items: Vec<EncodedItem> = nodes.iter().map(node_item).collect();
-            let refs: Vec<&EncodedItem> = items.iter().collect();
-            render_list(Resource::Nodes, &refs, now_unix_seconds)
-        }
+        View::Object(Encoding::Json) => render_node_list_json(nodes, now_unix_seconds),
         View::Object(Encoding::Protobuf) => protobuf::render_node_list(nodes, now_unix_seconds),
         View::Table(options) => table::render_node_table(nodes, options, now_unix_seconds),
         View::Metadata(version, Encoding::Json) => {
@@ -101,11 +117,7 @@ pub fn render_node(view: View, node: &NodeMetrics<'_>, now_unix_seconds: i64) ->
 /// The response body for a list of `pods` (selected and sorted by the caller).
 pub fn render_pod_list(view: View, pods: &[PodMetrics<'_>], now_unix_seconds: i64) -> Vec<u8> {
     match view {
-        View::Object(Encoding::Json) => {
-            let items: Vec<EncodedItem> = pods.iter().map(pod_item).collect();
-            let refs: Vec<&EncodedItem> = items.iter().collect();
-            render_list(Resource::Pods, &refs, now_unix_seconds)
-        }
+        View::Object(Encoding::Json) => render_pod_list_json(pods, now_unix_seconds),
         View::Object(Encoding::Protobuf) => protobuf::render_pod_list(pods, now_unix_seconds),
         View::Table(options) => table::render_pod_table(pods, options, now_unix_seconds),
         View::Metadata(version, Encoding::Json) => {
@@ -143,7 +155,7 @@ mod tests {
     use crate::selector::LabelSelector;
 
     #[test]
-    fn json_from_computed_metrics_equals_the_pre_encoded_items() {
+    fn json_from_computed_metrics_equals_the_store_responses() {
         let mut store = empty_store();
         add_node(
             &mut store,

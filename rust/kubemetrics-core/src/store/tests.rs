@@ -87,6 +87,7 @@ fn container_usages(
 
 fn assert_stats_consistent(store: &MetricsStore) {
     assert_eq!(store.stats(), store.recount());
+    store.assert_consistent();
 }
 
 #[test]
@@ -1001,4 +1002,197 @@ fn ingest_encoded_rejects_bytes_that_are_not_a_node_sample() {
     let encoded = with_web_pod("node-1", T0, 1_000, MIB).to_bytes();
     store.ingest_encoded(&encoded).unwrap();
     assert_eq!(store.stats().pods, 1);
+}
+
+#[test]
+fn every_item_of_every_response_counts_once_towards_freshness() {
+    use crate::render::freshness::FRESHNESS_BUCKET_COUNT;
+    use crate::render::table::{MetaVersion, RowObject, TableOptions};
+
+    let mut store = store();
+    store.ingest(with_web_pod("node-1", T0, 1_000 * SECOND as u64, MIB));
+    store.ingest(with_web_pod(
+        "node-1",
+        T0 + 15 * SECOND,
+        1_003 * SECOND as u64,
+        MIB,
+    ));
+    // Both points of node-1 and default/web are timed T0 + 15 s; node-2 has none.
+    let three_seconds_later = RequestTime {
+        unix_seconds: T0 / SECOND + 18,
+        unix_nanos: T0 + 18 * SECOND,
+    };
+    let everything = LabelSelector::everything();
+    let json = View::Object(Encoding::Json);
+    let protobuf = View::Object(Encoding::Protobuf);
+    let table = View::Table(TableOptions {
+        version: MetaVersion::V1,
+        row_object: RowObject::Metadata,
+    });
+    let web_excluded = HashSet::from(["web".to_string()]);
+    let all_pods = PodSelection::new(None, &everything, None);
+
+    store.render_node_list(&everything, None, three_seconds_later);
+    store.render_node_view(protobuf, "node-1", three_seconds_later);
+    assert_eq!(
+        store.render_node_view(json, "node-2", three_seconds_later),
+        None
+    );
+    store.render_pod_list_view(protobuf, &all_pods, three_seconds_later);
+    store.render_pod_list_view(table, &all_pods, three_seconds_later);
+    store.render_pod_list_view(
+        json,
+        &PodSelection {
+            excluded_names: Some(&web_excluded),
+            ..all_pods
+        },
+        three_seconds_later,
+    );
+    store.render_pod("default", "web", three_seconds_later);
+    assert_eq!(
+        store.render_pod("default", "absent", three_seconds_later),
+        None
+    );
+    store.render_pod_view(
+        json,
+        "default",
+        "web",
+        RequestTime {
+            unix_seconds: T0 / SECOND + 35,
+            unix_nanos: T0 + 35 * SECOND,
+        },
+    );
+
+    let freshness = store.freshness();
+    let mut expected = [0u64; FRESHNESS_BUCKET_COUNT + 1];
+    // 3 s: 2.5377… < 3 ≤ 3.4614…; five items (node list, node get, pod list as protobuf and
+    // as a table, pod get). The list without web returned nothing.
+    expected[4] = 5;
+    // 20 s: 16.3429… < 20 ≤ 22.2917…
+    expected[10] = 1;
+    assert_eq!(freshness.buckets, expected);
+    assert_eq!(freshness.sum_seconds, 5.0 * 3.0 + 20.0);
+}
+
+#[test]
+fn a_single_container_pod_takes_96_bytes_of_slab_and_no_container_allocation() {
+    // What keeps a 150k-pod store near 150 bytes per pod (with the name's allocation and the
+    // namespace's and node's u32 ids): guard it against growing unnoticed.
+    assert_eq!(std::mem::size_of::<ContainerPoints>(), 64);
+    assert_eq!(std::mem::size_of::<Containers>(), 64);
+    assert_eq!(std::mem::size_of::<PodSlot>(), 96);
+}
+
+/// `count` single-container pods on `node`, named `pod-<first>` … in namespaces `ns-<i % 7>`.
+fn many_pods(node: &str, timestamp: i64, cpu: u64, first: usize, count: usize) -> NodeSample {
+    let start = T0 - 3600 * SECOND;
+    let pods = (first..first + count)
+        .map(|index| {
+            pod(
+                &format!("ns-{}", index % 7),
+                &format!("pod-{index}"),
+                vec![container("app", reading(timestamp, cpu, MIB, start))],
+            )
+        })
+        .collect();
+    sample(node, Some(reading(timestamp, cpu, 1 << 30, 0)), pods)
+}
+
+#[test]
+fn thousands_of_pods_keep_their_points_and_owners_when_the_slab_is_laid_out_again() {
+    let mut store = store();
+    // Enough pods, added node by node, for the slab to be laid out again several times.
+    for round in 0..2 {
+        let timestamp = T0 + round * 15 * SECOND;
+        let cpu = 1_000 * SECOND as u64 + round as u64 * 15 * SECOND as u64 / 10;
+        for node in 0..6 {
+            store.ingest(many_pods(
+                &format!("node-{node}"),
+                timestamp,
+                cpu,
+                node * 500,
+                500,
+            ));
+        }
+    }
+    assert_eq!(store.stats().servable_pods, 3_000);
+    assert_stats_consistent(&store);
+    // 100 millicores each: 1.5 core-seconds over 15 s.
+    assert_eq!(
+        container_usages(&store, "ns-3", "pod-2999").unwrap()[0]
+            .1
+            .cpu_nanocores,
+        100_000_000
+    );
+    let everything = LabelSelector::everything();
+    let ns_3 = store.pod_metrics_list(Some("ns-3"), &everything, None);
+    assert_eq!(ns_3.len(), 429);
+    assert!(ns_3.windows(2).all(|pair| pair[0].name < pair[1].name));
+
+    // node-2 now reports only the first half of its pods; node-4 is forgotten, then reports
+    // only pod-0 (node-0's until then).
+    let later = T0 + 30 * SECOND;
+    let cpu = 1_003 * SECOND as u64;
+    store.ingest(many_pods("node-2", later, cpu, 1_000, 250));
+    store.forget_node("node-4");
+    store.ingest(many_pods("node-4", later, cpu, 0, 1));
+    assert_stats_consistent(&store);
+    assert_eq!(store.stats().pods, 3_000 - 250 - 500);
+    assert!(store.pod_metrics("ns-3", "pod-1249").is_some());
+    assert!(store.pod_metrics("ns-4", "pod-1250").is_none());
+    assert!(store.pod_metrics("ns-0", "pod-2002").is_none());
+    // The same pod reported by another node keeps its previous point.
+    assert!(store.pod_metrics("ns-0", "pod-0").is_some());
+    // node-0's next sample leaves pod-0 out: node-4 owns it now, so it stays.
+    store.ingest(many_pods("node-0", later, cpu, 1, 499));
+    assert!(store.pod_metrics("ns-0", "pod-0").is_some());
+    assert_stats_consistent(&store);
+
+    // node-4's pods come back (into the freed slots), and pod-0, which it leaves out, goes.
+    store.ingest(many_pods("node-4", later, cpu, 2_000, 500));
+    assert_eq!(store.stats().pods, 3_000 - 250 - 1);
+    assert!(store.pod_metrics("ns-0", "pod-0").is_none());
+    assert_stats_consistent(&store);
+}
+
+#[test]
+fn equal_label_sets_and_container_names_are_stored_once_and_freed_with_their_last_pod() {
+    let mut store = store();
+    let replica_labels = || Labels::new([("app".into(), "web".into())].into());
+    store.set_pod_metadata(PodKey::new("default", "web-1"), replica_labels());
+    store.set_pod_metadata(PodKey::new("default", "web-2"), replica_labels());
+    let first = store.pod_id("default", "web-1").unwrap();
+    let second = store.pod_id("default", "web-2").unwrap();
+    assert!(Arc::ptr_eq(
+        store.pods[first as usize].labels.as_ref().unwrap(),
+        store.pods[second as usize].labels.as_ref().unwrap()
+    ));
+    assert_eq!(store.label_sets.len(), 1);
+
+    let start = T0 - 3600 * SECOND;
+    let replica = |name: &str| {
+        pod(
+            "default",
+            name,
+            vec![container("app", reading(T0, 1_000, MIB, start))],
+        )
+    };
+    store.ingest(sample(
+        "node-1",
+        None,
+        vec![replica("web-1"), replica("web-2")],
+    ));
+    assert_eq!(store.container_names.ids.len(), 1);
+    assert_eq!(store.container_names.references, [2]);
+
+    store.remove_pod_metadata(&PodKey::new("default", "web-1"));
+    assert_eq!(store.label_sets.len(), 1);
+    store.remove_pod_metadata(&PodKey::new("default", "web-2"));
+    assert!(store.label_sets.is_empty());
+    store.forget_node("node-1");
+    assert!(store.container_names.ids.is_empty());
+    assert_eq!(store.stats().pods, 0);
+    assert_eq!(store.pod_id("default", "web-1"), None);
+    assert!(store.namespace_ids.is_empty());
+    assert_stats_consistent(&store);
 }

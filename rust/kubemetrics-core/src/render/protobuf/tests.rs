@@ -246,3 +246,57 @@ fn partial_object_metadata_list_wraps_each_object_meta() {
         envelope_of("meta.k8s.io/v1", "PartialObjectMetadata", &item)
     );
 }
+
+#[test]
+fn pod_messages_written_field_by_field_equal_the_prost_messages() {
+    let mut store = empty_store();
+    let long_name = "p".repeat(300);
+    let long_value = "v".repeat(200);
+    let big = ContainerUsage::new(
+        "big",
+        4_000_000_000 * SECOND,
+        1_800 * SECOND,
+        u64::MAX / 4_000,
+        u64::MAX / 2,
+    );
+    let small = ContainerUsage::new("s", SCRAPED_SECONDS * SECOND, 15 * SECOND, 1, 1);
+    let reset = ContainerUsage {
+        counter_reset: true,
+        ..ContainerUsage::new("reset", SCRAPED_SECONDS * SECOND, 15 * SECOND, 1_000, MI)
+    };
+    add_pod(
+        &mut store,
+        "node-a",
+        "default",
+        &long_name,
+        Some(labels(&[
+            ("empty", ""),
+            ("long", &long_value),
+            ("", "no key"),
+        ])),
+        &[big, small, reset],
+    );
+    add_pod(&mut store, "node-b", "", "no-namespace", None, &[small]);
+    add_pod(
+        &mut store,
+        "node-c",
+        "x",
+        "all-reset",
+        Some(labels(&[])),
+        &[reset],
+    );
+    let pods = store.pod_metrics_list(None, &LabelSelector::everything(), None);
+    assert_eq!(pods.len(), 3);
+    for now in [NOW, 0, -1, i64::MAX] {
+        for pod in &pods {
+            let mut writer = PodWriter::new(now);
+            writer.write(pod);
+            assert_eq!(
+                writer.item,
+                pod_message(pod, now).encode_to_vec(),
+                "{}",
+                pod.name
+            );
+        }
+    }
+}
