@@ -27,11 +27,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 from kubemetrics import logs
-from kubemetrics._native import MetricsStore
+from kubemetrics._native import FRESHNESS_BUCKETS, MetricsStore
 from kubemetrics.api import ApiContext
 from kubemetrics.api.label_selector import parse_label_selector
 from kubemetrics.health import HealthState
-from kubemetrics.ingest import SOCKET_NAME, IngestServer, SampleIngestor, WorkerRegistry, socket_address
+from kubemetrics.ingest import SOCKET_NAME, IngestServer, SampleIngestor, ScrapeCycles, WorkerRegistry, socket_address
 from kubemetrics.inventory import InventorySnapshot
 from kubemetrics.inventory.kubeconfig import KubeconfigError, load_api_server_config
 from kubemetrics.inventory.kubernetes import KubernetesInventorySource
@@ -106,12 +106,16 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
         return 1
 
     health = HealthState(metric_resolution_seconds=options.metric_resolution_seconds)
-    self_metrics = SelfMetrics(per_node_series_max_nodes=options.self_metrics_max_nodes)
+    self_metrics = SelfMetrics(
+        per_node_series_max_nodes=options.self_metrics_max_nodes,
+        metric_resolution_seconds=options.metric_resolution_seconds,
+    )
     store = MetricsStore(
         options.metric_resolution_seconds,
         require_pod_metadata=first.pods is not None,
         keep_zero_memory_containers=options.keep_zero_memory_containers,
     )
+    self_metrics.attach_freshness(store, FRESHNESS_BUCKETS)
     worker_ids = [f"w{i}" for i in range(options.worker_count)]
     registry = WorkerRegistry(ShardPlanner(), expected_workers=worker_ids)
     applier = InventoryApplier(store, registry, self_metrics, options.kubelet)
@@ -121,6 +125,7 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
         health,
         is_known_node=applier.has_node,
         tolerated_failures=options.tolerated_scrape_failures,
+        cycles=ScrapeCycles(options.metric_resolution_seconds, self_metrics.observe_scrape_cycle),
     )
     applier.on_nodes_departed = ingestor.forget_nodes
     applier.apply(first)
@@ -139,7 +144,8 @@ async def _serve_in(options: ServeOptions, runtime_dir: Path, stop: asyncio.Even
             background.append(asyncio.create_task(_follow_inventory(inventory, applier), name="inventory"))
             background.append(
                 asyncio.create_task(
-                    _refresh_store_stats(store, applier, registry, self_metrics, health), name="store stats"
+                    _refresh_store_stats(store, applier, registry, ingestor, self_metrics, health),
+                    name="store stats",
                 )
             )
             from kubemetrics.api.auth import DelegatedAuth
@@ -367,6 +373,7 @@ async def _refresh_store_stats(
     store: MetricsStore,
     applier: InventoryApplier,
     registry: WorkerRegistry,
+    ingestor: SampleIngestor,
     self_metrics: SelfMetrics,
     health: HealthState,
 ) -> None:
@@ -375,6 +382,9 @@ async def _refresh_store_stats(
         # A sample from a worker that had not yet heard a node was removed can re-create its points.
         store.retain_nodes(applier.node_names())
         self_metrics.update_store(store.stats())
+        if ingestor.cycles is not None:
+            # Cycles close as batches arrive; when none arrive, the last open ones close here.
+            ingestor.cycles.close_due()
         if registry.planner.target_count() == 0:
             # Nothing to scrape is not a stuck collection loop (livez must not fail on an empty cluster).
             health.note_collection_progress()

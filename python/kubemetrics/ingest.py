@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from kubemetrics.health import HealthState
 from kubemetrics.planner import Assignment, ScrapeTarget, ShardPlanner
 from kubemetrics.selfmetrics import SelfMetrics
 from kubemetrics.v1 import ingest_pb2, ingest_pb2_grpc
+from kubemetrics.worker.schedule import phase_fraction
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ _SERVER_OPTIONS = (
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
 )
 _MALFORMED_LOG_INTERVAL_SECONDS = 60.0
+# A worker's timers may fire slightly before the slot they wait for (the event loop's clock has millisecond
+# granularity and is not the wall clock), so a request made up to this long before a slot is that slot's.
+_SLOT_EARLY_TOLERANCE_SECONDS = 1.0
 
 
 def socket_address(runtime_dir: str | Path) -> str:
@@ -186,6 +191,69 @@ class LatestOutcomes:
         return len(self._latest)
 
 
+class ScrapeCycles:
+    """kubemetrics' counterpart of metrics-server's tick duration (selfmetrics.py explains the choice).
+
+    Workers scrape each node at fixed slots, one per resolution, at a phase derived from the node name
+    (worker/schedule.py), so the front can tell which slot an outcome's request was made for: the node's
+    latest slot at or before the request's start (or at most a second after it: timers fire a little
+    early). Cycle k holds the slots in [k·r, (k+1)·r); its value is the longest time from a slot to the
+    front storing that slot's sample or failure. That counts a request that started late (a busy worker),
+    the kubelet's answer, batching and the push.
+
+    A cycle is closed, and reported to `on_cycle`, once a full resolution has passed after its last slot
+    could have been. An outcome for a cycle already closed (more than a resolution late) is counted in the
+    oldest open cycle, with its own delay, so a collection that falls further behind is never hidden.
+
+    A worker's first requests are spread over a few seconds from its start, ahead of their slots
+    (worker/schedule.py first_scrape_time); for requests made within two resolutions of a worker's push
+    stream opening, the delay counts from the request's start instead.
+    """
+
+    def __init__(
+        self,
+        resolution_seconds: float,
+        on_cycle: Callable[[float], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._resolution = resolution_seconds
+        self._on_cycle = on_cycle
+        self._clock = clock
+        self._longest: dict[int, float] = {}  # open cycle -> longest slot-to-stored delay so far
+        self._closed_through: int | None = None
+
+    def slot_of(self, node: str, request_unix: float) -> float:
+        """The node's latest slot at or before `request_unix` (unix seconds), give or take a timer firing
+        early."""
+        phase = phase_fraction(node) * self._resolution
+        periods = math.floor((request_unix + _SLOT_EARLY_TOLERANCE_SECONDS - phase) / self._resolution)
+        return phase + periods * self._resolution
+
+    def note(self, node: str, request_unix: float, stream_started_unix: float | None = None) -> None:
+        """An outcome of a request that started at `request_unix` has just been stored."""
+        stored = self._clock()
+        if stream_started_unix is not None and request_unix < stream_started_unix + 2 * self._resolution:
+            slot = request_unix
+        else:
+            slot = self.slot_of(node, request_unix)
+        cycle = math.floor(slot / self._resolution)
+        if self._closed_through is not None and cycle <= self._closed_through:
+            cycle = self._closed_through + 1
+        # Clocks of remote workers may run a little ahead of the front's.
+        delay = max(0.0, stored - slot)
+        if delay > self._longest.get(cycle, -1.0):
+            self._longest[cycle] = delay
+
+    def close_due(self) -> None:
+        """Report every cycle whose last slot is at least a resolution past."""
+        # Cycle k's slots end at (k+1)·r: it closes at (k+2)·r.
+        last_closable = math.floor(self._clock() / self._resolution) - 2
+        for cycle in sorted(c for c in self._longest if c <= last_closable):
+            self._on_cycle(self._longest.pop(cycle))
+        if self._closed_through is None or last_closable > self._closed_through:
+            self._closed_through = last_closable
+
+
 class SampleIngestor:
     """Applies one SampleBatch: samples into the store, outcomes into self-metrics and failure handling."""
 
@@ -196,8 +264,10 @@ class SampleIngestor:
         health: HealthState | None = None,
         is_known_node: Callable[[str], bool] = lambda node: True,
         tolerated_failures: int = 0,
+        cycles: ScrapeCycles | None = None,
     ) -> None:
         self._store = store
+        self.cycles = cycles
         # Consecutive failed scrapes a node may have while its last good points stay served
         # (--tolerated-scrape-failures; 0 is metrics-server's behaviour).
         self._tolerated_failures = tolerated_failures
@@ -209,8 +279,9 @@ class SampleIngestor:
         self._malformed_logged_at: dict[str, float] = {}
         self._malformed_suppressed: dict[str, int] = {}
 
-    def apply(self, batch: ingest_pb2.SampleBatch) -> int:
-        """Returns how many samples the batch carried."""
+    def apply(self, batch: ingest_pb2.SampleBatch, stream_started_unix: float | None = None) -> int:
+        """Returns how many samples the batch carried. `stream_started_unix`: when the sending worker's
+        push stream opened (see ScrapeCycles)."""
         worker_id = batch.worker_id or "unknown"
         samples = list(batch.node_samples)
         if samples:
@@ -221,6 +292,8 @@ class SampleIngestor:
         latest_in_batch: dict[str, ingest_pb2.ScrapeOutcome] = {}
         for outcome in batch.outcomes:
             self._record(outcome)
+            if self.cycles is not None:
+                self.cycles.note(outcome.node, outcome.request_time_unix_nanos / 1e9, stream_started_unix)
             seen = latest_in_batch.get(outcome.node)
             if seen is None or outcome.request_time_unix_nanos >= seen.request_time_unix_nanos:
                 latest_in_batch[outcome.node] = outcome
@@ -236,6 +309,8 @@ class SampleIngestor:
             self._self_metrics.ingested_samples.labels(worker=worker_id).inc(len(samples))
         if self._health is not None:
             self._health.note_collection_progress()
+        if self.cycles is not None:
+            self.cycles.close_due()
         return len(samples)
 
     def _note_latest_outcome(self, node: str, success: bool) -> None:
@@ -326,8 +401,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         context: grpc.aio.ServicerContext[ingest_pb2.SampleBatch, ingest_pb2.PushSummary],
     ) -> ingest_pb2.PushSummary:
         batches = samples = 0
+        started = time.time()
         async for batch in request_iterator:
-            samples += self._ingestor.apply(batch)
+            samples += self._ingestor.apply(batch, stream_started_unix=started)
             batches += 1
         return ingest_pb2.PushSummary(batches=batches, samples=samples)
 

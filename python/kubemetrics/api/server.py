@@ -169,7 +169,11 @@ async def log_request(request: web.Request, handler: Handler) -> web.StreamRespo
 
 def _self_metrics_handler(ctx: ApiContext) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
-        return web.Response(body=ctx.self_metrics.render(), headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+        # Writing the text takes 80-190 ms at 5,000 nodes with per-node series: in a thread, so the HPA's
+        # requests are not held up. The snapshot is taken here, on the loop that records the metrics.
+        snapshot = ctx.self_metrics.snapshot()
+        body = await asyncio.get_running_loop().run_in_executor(None, snapshot.render)
+        return web.Response(body=body, headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
     return handle
 
