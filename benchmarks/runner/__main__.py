@@ -1,0 +1,167 @@
+"""`python -m benchmarks.runner` (`make bench`, `make bench SCENARIO=100x70`): run scenarios and print the
+side-by-side table of each; `--list` shows the scenarios, what each is expected to cost and what may
+break."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from kubemetrics.options import parse_duration
+
+from benchmarks.runner import report
+from benchmarks.runner.children import CpuPlan
+from benchmarks.runner.kubelets import DEFAULT_ADDRESS_BASE
+from benchmarks.runner.progress import Progress
+from benchmarks.runner.run import BASELINES, RunSettings, run_scenario
+from benchmarks.runner.scenarios import SCENARIOS, Scenario, WindowSettings, simulator_cores
+
+# Rates measured on the 2-core development machine (benchmarks/README.md), for --list's estimates: 7,000
+# API pods were all Running 155 s after the first was created (the hollow kubelets' status writes are the
+# bottleneck); Node registration is two writes per node, 16 at a time.
+SIMULATOR_START_SECONDS_PER_NODE = 0.01
+API_PODS_RUNNING_PER_SECOND = 45.0
+NODES_REGISTERED_PER_SECOND = 100.0
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return parse_duration(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.runner", description=__doc__)
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        default=[],
+        help="A scenario name (see --list) or a shape NxP[xC]; repeatable. Default: every scenario.",
+    )
+    parser.add_argument("--list", action="store_true", help="List the scenarios with estimated run times and exit.")
+    parser.add_argument(
+        "--baseline",
+        choices=BASELINES,
+        default="metrics-server",
+        help="metrics-server: a control plane with the Nodes and Pods, metrics-server then kubemetrics; "
+        "none: kubemetrics alone on a standalone simulator (default metrics-server).",
+    )
+    parser.add_argument("--resolution", type=_seconds, default=15.0, help="--metric-resolution of both (default 15s).")
+    parser.add_argument("--resolutions", type=int, default=10, help="Resolutions measured after warm-up (default 10).")
+    parser.add_argument(
+        "--warmup", type=_seconds, default=15.0, help="Least time from collector start to the window (default 15s)."
+    )
+    parser.add_argument(
+        "--warmup-timeout",
+        type=_seconds,
+        default=180.0,
+        help="Measure anyway if not every node is served after this long (default 3m).",
+    )
+    parser.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--address-base", default=DEFAULT_ADDRESS_BASE, help="First loopback address of the kubelets.")
+    default_cpus = CpuPlan.default()
+    parser.add_argument("--collector-cpus", default=default_cpus.collector, help="taskset CPU list of the collector.")
+    parser.add_argument(
+        "--harness-cpus", default=default_cpus.harness, help="taskset CPU list of the simulator, load, control plane."
+    )
+    parser.add_argument("--no-pin", action="store_true", help="Pin nothing.")
+    parser.add_argument(
+        "--kubelet-delay", type=_seconds, default=0.0, help="Every kubelet answers this late (emulated RTT)."
+    )
+    parser.add_argument(
+        "--housekeeping-interval", type=int, default=10, help="Seconds between kubelet stats samples (default 10)."
+    )
+    parser.add_argument(
+        "--no-load", action="store_true", help="No API load generator: the collector's scraping cost alone."
+    )
+    parser.add_argument("--keep-work-dir", action="store_true", help="Keep logs and generated files.")
+    parser.add_argument("--quiet", action="store_true", help="No progress output.")
+    return parser
+
+
+def estimate_seconds(scenario: Scenario, window: WindowSettings, baseline: bool) -> float:
+    per_collector = max(window.warmup_seconds, 2 * window.resolution_seconds) + window.window_seconds + 10
+    setup = 10 + scenario.nodes * SIMULATOR_START_SECONDS_PER_NODE
+    if baseline:
+        setup += 15 + scenario.pods / API_PODS_RUNNING_PER_SECOND + scenario.nodes / NODES_REGISTERED_PER_SECOND
+        return setup + 2 * per_collector
+    return setup + per_collector
+
+
+def _list(window: WindowSettings, baseline: bool) -> None:
+    for scenario in SCENARIOS:
+        minutes = estimate_seconds(scenario, window, baseline) / 60
+        shape = f"{scenario.nodes:,} × {scenario.pods_per_node}"
+        if scenario.containers_per_pod:
+            shape += f" × {scenario.containers_per_pod} containers"
+        cores = simulator_cores(scenario, window.resolution_seconds)
+        print(f"{scenario.name:12} {shape:32} ~{minutes:.0f} min, simulator ~{cores:.2f} cores  {scenario.description}")
+        for risk in scenario.risks:
+            print(f"{'':14}risk: {risk}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    window = WindowSettings(
+        resolution_seconds=args.resolution,
+        resolutions=args.resolutions,
+        warmup_seconds=args.warmup,
+        warmup_timeout_seconds=args.warmup_timeout,
+    )
+    if args.resolution < 10:
+        print("--resolution: both collectors refuse a metric resolution under 10s", file=sys.stderr)
+        return 2
+    if args.resolutions < 1:
+        print("--resolutions: at least 1", file=sys.stderr)
+        return 2
+    if args.list:
+        _list(window, args.baseline != "none")
+        return 0
+    try:
+        scenarios = [Scenario.parse(name) for name in args.scenario] or list(SCENARIOS)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
+    cpus = CpuPlan("", "") if args.no_pin else CpuPlan(args.collector_cpus, args.harness_cpus)
+    settings = RunSettings(
+        window=window,
+        baseline=args.baseline,
+        results_dir=args.results_dir,
+        address_base=args.address_base,
+        cpus=cpus,
+        kubelet_delay_seconds=args.kubelet_delay,
+        housekeeping_seconds=args.housekeeping_interval,
+        keep_work_dir=args.keep_work_dir,
+        with_load=not args.no_load,
+    )
+    import uvloop
+
+    try:
+        return uvloop.run(_run_all(scenarios, settings, Progress(quiet=args.quiet)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("benchmark interrupted; every process it started was stopped", file=sys.stderr)
+        return 130
+
+
+async def _run_all(scenarios: list[Scenario], settings: RunSettings, progress: Progress) -> int:
+    # SIGTERM (e.g. a CI timeout) cancels the run like Ctrl-C does, so the cleanup in every `finally`
+    # stops the simulator, the collectors and the control plane before the runner exits.
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    failed = False
+    for scenario in scenarios:
+        document = await run_scenario(scenario, settings, progress)
+        print(report.markdown(document), flush=True)
+        # A baseline that cannot run a scenario is a result; kubemetrics failing is a failure.
+        ours = document["collectors"].get("kubemetrics") or {}
+        failed |= ours.get("status") != "ok"
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The simulated kubelets: starting `kubemetrics simulate`, and the kubelet-side view of a collector.
+
+Requests are counted by the simulator itself (its control endpoint's `GET /requests`, per node and
+path). Bytes are counted by the kernel: `ss -ti` reports `bytes_sent` for every established socket, so
+the kubelet side's sockets give the bytes each node sent on the wire (TLS records and HTTP framing
+included, gzip-compressed when the collector asked for it, as both do). A socket that closes inside
+the window takes its last bytes with it; the count of sockets opened in the window says whether that
+happened (with keep-alive it should stay at zero after warm-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from kubemetrics.simulator.addresses import node_address
+
+from benchmarks.runner.children import Child, pinned
+from benchmarks.runner.scenarios import Scenario
+
+KUBELET_PORT = 10250
+DEFAULT_ADDRESS_BASE = "127.64.0.0"
+
+
+class SimulatorError(RuntimeError):
+    """The simulator could not start or answer; the message quotes its log."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorReady:
+    """What `kubemetrics simulate` wrote to its `ready` file."""
+
+    out_dir: Path
+    pid: int
+    nodes: int
+    port: int
+    control_url: str
+    ca_file: Path
+    inventory_file: Path
+    address_base: ipaddress.IPv4Address
+
+    def addresses(self) -> set[str]:
+        return {str(node_address(self.address_base, index)) for index in range(self.nodes)}
+
+
+def simulator_argv(
+    scenario: Scenario,
+    out_dir: Path,
+    address_base: str,
+    cpus: str,
+    *,
+    kubeconfig: Path | None = None,
+    kubelet_delay_seconds: float = 0.0,
+    housekeeping_seconds: int = 10,
+) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "kubemetrics",
+        "simulate",
+        f"--nodes={scenario.nodes}",
+        f"--out-dir={out_dir}",
+        f"--address-base={address_base}",
+        f"--port={KUBELET_PORT}",
+        f"--housekeeping-interval={housekeeping_seconds}s",
+        # A fixed pod set: the collector's inventory and the load's targets stay valid all run long.
+        "--churn-interval=0",
+    ]
+    if kubeconfig is None:
+        argv.append(f"--pods-per-node={scenario.pods_per_node}")
+    else:
+        # Hollow mode: the kubelets run the API's pods (created by cluster.py), and nothing else. The test
+        # control plane runs no node-lifecycle controller, so nothing turns a silent Node NotReady: one
+        # heartbeat an hour spares the shared core thousands of status writes per minute at 15k+ nodes.
+        argv += [f"--kubeconfig={kubeconfig}", "--pods-per-node=0", "--node-heartbeat-interval=3600s"]
+    if kubelet_delay_seconds > 0:
+        # Every kubelet answers this late: an emulated network round trip per request.
+        argv.append(f"--fault-fraction=latency:{kubelet_delay_seconds:g}=1")
+    return pinned(argv, cpus)
+
+
+async def wait_ready(child: Child, out_dir: Path, within_seconds: float) -> SimulatorReady:
+    ready_file = out_dir / "ready"
+    deadline = time.monotonic() + within_seconds
+    while not ready_file.exists():
+        if not child.alive():
+            raise SimulatorError(child.failure("exited before it was ready"))
+        if time.monotonic() > deadline:
+            raise SimulatorError(child.failure(f"was not ready within {within_seconds:.0f}s"))
+        await asyncio.sleep(0.25)
+    document = json.loads(ready_file.read_text())
+    return SimulatorReady(
+        out_dir=out_dir,
+        pid=int(document["pid"]),
+        nodes=int(document["nodes"]),
+        port=int(document["port"]),
+        control_url=str(document["controlUrl"]),
+        ca_file=Path(document["caFile"]),
+        inventory_file=Path(document["inventoryFile"]),
+        address_base=ipaddress.IPv4Address(document["addressBase"]),
+    )
+
+
+async def request_counts(session: aiohttp.ClientSession, ready: SimulatorReady) -> dict[str, dict[str, int]]:
+    """Requests served so far, per node and path."""
+    async with session.get(f"{ready.control_url}/requests", timeout=aiohttp.ClientTimeout(total=60)) as response:
+        response.raise_for_status()
+        counts: dict[str, dict[str, int]] = await response.json()
+        return counts
+
+
+def _insecure_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def payload_bytes(ready: SimulatorReady, samples: int = 3) -> dict[str, int]:
+    """Uncompressed /metrics/resource body size of a few nodes (first, middle, last)."""
+    indexes = sorted({0, ready.nodes // 2, ready.nodes - 1})[:samples]
+    sizes: dict[str, int] = {}
+    connector = aiohttp.TCPConnector(ssl=_insecure_context())
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        for index in indexes:
+            address = node_address(ready.address_base, index)
+            url = f"https://{address}:{ready.port}/metrics/resource"
+            async with session.get(url, headers={"Accept-Encoding": "identity"}) as response:
+                sizes[str(address)] = len(await response.read())
+    return sizes
+
+
+@dataclass(frozen=True, slots=True)
+class SocketBytes:
+    """Bytes sent so far by every established kubelet-side socket, keyed by (local, peer)."""
+
+    sent: dict[tuple[str, str], int]
+
+
+def socket_bytes(addresses: set[str], port: int) -> SocketBytes:
+    try:
+        output = subprocess.run(
+            ["ss", "-tinHO", "state", "established", f"( sport = :{port} )"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return SocketBytes({})
+    sent: dict[tuple[str, str], int] = {}
+    for line in output.splitlines():
+        tokens = line.split()
+        if len(tokens) < 4:
+            continue
+        local, peer = tokens[2], tokens[3]
+        if local.rsplit(":", 1)[0] not in addresses:
+            continue
+        for token in tokens[4:]:
+            if token.startswith("bytes_sent:"):
+                sent[(local, peer)] = int(token.split(":", 1)[1])
+                break
+        else:
+            sent[(local, peer)] = 0
+    return SocketBytes(sent)
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficDelta:
+    bytes_sent: int
+    sockets_opened: int
+    sockets_closed: int
+    sockets_at_end: int
+
+
+def traffic_between(start: SocketBytes, end: SocketBytes) -> TrafficDelta:
+    sent = 0
+    for key, value in end.sent.items():
+        sent += value - start.sent.get(key, 0)
+    opened = sum(1 for key in end.sent if key not in start.sent)
+    closed = sum(1 for key in start.sent if key not in end.sent)
+    return TrafficDelta(sent, opened, closed, len(end.sent))
