@@ -146,14 +146,20 @@ def node_sample(node: NodeUsage, timestamp_nanos: int, elapsed_seconds: int, sta
     )
 
 
+_built_latest_second: int | None = None
+
+
 def last_scrape_second() -> int:
-    """Whole-second time of the newer sample (timestamps serialize at whole seconds)."""
-    return int(time.time()) - 5
+    """Whole-second time of the newer sample of the last store built (timestamps serialize at whole
+    seconds); remembered, so a test comparing against it cannot straddle a second boundary."""
+    return int(time.time()) - 5 if _built_latest_second is None else _built_latest_second
 
 
 def build_store(*, with_pod_inventory: bool, latest_second: int | None = None) -> MetricsStore:
     """A real store holding CLUSTER's two samples per node and the inventory's metadata."""
-    latest = last_scrape_second() if latest_second is None else latest_second
+    global _built_latest_second
+    latest = int(time.time()) - 5 if latest_second is None else latest_second
+    _built_latest_second = latest
     store = MetricsStore(RESOLUTION_SECONDS, require_pod_metadata=with_pod_inventory)
     for node in (*CLUSTER, SILENT_NODE):
         store.set_node_metadata(node.name, node.labels)
