@@ -238,6 +238,9 @@ class ApiPods:
         self._by_node: dict[int, dict[str, ApiPod]] = {}
         # CPU of pods removed long ago, per node: keeps the node's counter from going back.
         self._retired_nanoseconds: dict[int, int] = {}
+        # Bumped on every change (a pod added with a start in the past moves the node's counters of
+        # the current second): rendered bodies cached for a second are keyed by it.
+        self.revision = 0
 
     def get(self, uid: str) -> ApiPod | None:
         """The pod if it runs (not removed)."""
@@ -292,6 +295,7 @@ class ApiPods:
         )
         self._by_uid[uid] = pod
         self._by_node.setdefault(node_index, {})[uid] = pod
+        self.revision += 1
         return pod
 
     def update_usage(self, uid: str, annotations: Mapping[str, str], now: float) -> bool:
@@ -310,6 +314,8 @@ class ApiPods:
             changed |= container.set_usage(usage, since)
             changed |= container.set_quirks(quirks, since)
         pod.problems = problems
+        if changed:
+            self.revision += 1
         return changed
 
     def remove(self, uid: str, now: float) -> bool:
@@ -319,6 +325,7 @@ class ApiPods:
             return False
         pod.visible_until = max(_after(now), pod.visible_from)
         self._retire_before(math.floor(now) - _RETIRE_AFTER_SECONDS)
+        self.revision += 1
         return True
 
     def _retire_before(self, horizon: int) -> None:

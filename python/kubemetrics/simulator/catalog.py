@@ -5,6 +5,7 @@ sidecars (service mesh proxies, exporters, log shippers), and a third start with
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 
@@ -131,3 +132,23 @@ def namespaces() -> tuple[str, ...]:
     for workload in (*DAEMON_SETS, *APPLICATIONS):
         seen.setdefault(workload.namespace, None)
     return tuple(seen)
+
+
+# What pads a workload to a fixed container count: a light sidecar (exporter, proxy, log shipper).
+_PADDING_SIDECAR_MILLICORES = (1, 10)
+_PADDING_SIDECAR_MEMORY_MIB = (10, 40)
+
+
+def with_container_count(workload: Workload, count: int) -> Workload:
+    """The workload with exactly `count` containers and no init container: its own first ones, then
+    sidecars `sidecar-1`, `sidecar-2`, … (for scenarios that fix the containers per pod)."""
+    own = workload.containers[:count]
+    taken = {c.name for c in own}
+    padding: list[ContainerProfile] = []
+    number = 0
+    while len(own) + len(padding) < count:
+        number += 1
+        name = f"sidecar-{number}"
+        if name not in taken:
+            padding.append(ContainerProfile(name, _PADDING_SIDECAR_MILLICORES, _PADDING_SIDECAR_MEMORY_MIB))
+    return dataclasses.replace(workload, containers=(*own, *padding), init=None)

@@ -75,6 +75,15 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="Pods of the model per node (default 30; 0 in hollow mode, which serves the API's pods).",
     )
+    fleet.add_argument(
+        "--containers-per-pod",
+        type=int,
+        default=0,
+        metavar="N",
+        help="Every model pod runs exactly N containers (its workload's first ones, padded with sidecar-1, "
+        "sidecar-2, ...) and no init container (default 0: each workload's own 1-3, a third with an init "
+        "container). Pods from the API in hollow mode keep their own.",
+    )
     fleet.add_argument("--seed", type=int, default=1, help="Seed of everything random (default 1).")
     fleet.add_argument("--out-dir", required=True, help="Directory for ca.crt, inventory.json, ready, ...")
     fleet.add_argument("--port", type=int, default=10250, help="Kubelet port on every node address (default 10250).")
@@ -203,6 +212,7 @@ def config_from(args: argparse.Namespace, now: int) -> SimulateConfig:
         churn_fraction=args.churn_fraction,
         psi=not args.no_psi,
         steady_memory=args.steady_memory,
+        containers_per_pod=args.containers_per_pod,
     )
     params.validate()
     if not 1 <= args.port <= 65535:

@@ -6,6 +6,8 @@
 - `GET /truth?node=NAME[&t=UNIX_SECONDS]` → the model's values for the node as its kubelet reports
   them at wall second t (default: now): rates, cumulative counters, working sets, sample times.
 - `GET /requests` → requests served per node and path.
+- `GET /response-bytes` → bytes written per node and path (status line, headers, chunk framing and
+  body as sent, gzip-compressed when the client accepted it; before TLS), same shape as /requests.
 - `GET /scrapes[?node=NAME&node=…]` → the last scrapes answered per node, oldest first:
   `{"sim-node-0": [{"time", "path", "user_agent", "status", "sample_time"}, …]}`.
 """
@@ -89,6 +91,10 @@ async def _get_requests(request: web.Request) -> web.Response:
     return _json(request.app[_FLEET].request_counts())
 
 
+async def _get_response_bytes(request: web.Request) -> web.Response:
+    return _json(request.app[_FLEET].response_byte_counts())
+
+
 async def _get_scrapes(request: web.Request) -> web.Response:
     names = request.query.getall("node", []) or None
     try:
@@ -110,6 +116,7 @@ def control_app(fleet: Fleet) -> web.Application:
     app.router.add_delete("/faults", _delete_faults)
     app.router.add_get("/truth", _get_truth)
     app.router.add_get("/requests", _get_requests)
+    app.router.add_get("/response-bytes", _get_response_bytes)
     app.router.add_get("/scrapes", _get_scrapes)
     app.router.add_get("/healthz", _healthz)
     return app

@@ -36,7 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from kubemetrics.simulator.catalog import APPLICATION_WEIGHTS, APPLICATIONS, DAEMON_SETS, Workload, WorkloadKind
+from kubemetrics.simulator.catalog import (
+    APPLICATION_WEIGHTS,
+    APPLICATIONS,
+    DAEMON_SETS,
+    Workload,
+    WorkloadKind,
+    with_container_count,
+)
 
 T = TypeVar("T")
 
@@ -47,6 +54,7 @@ MILLICORE_NANOCORES = 1_000_000
 CORE_NANOCORES = 1_000_000_000
 # A time no structural change will happen before.
 FOREVER = 2**62
+MAX_CONTAINERS_PER_POD = 64
 
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes uses for generated name suffixes
 _SUFFIX_SPACE = len(_NAME_ALPHABET) ** 5
@@ -158,6 +166,8 @@ class SimulationParameters:
     # Working sets stay at their base (no slow swing): every sample of an object then reads the same,
     # so two collectors scraping at different seconds must report identical memory.
     steady_memory: bool = False
+    # Every model pod has exactly this many containers and no init container (0: each workload's own).
+    containers_per_pod: int = 0
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> SimulationParameters:
@@ -176,6 +186,11 @@ class SimulationParameters:
             raise ValueError("restart and churn intervals should be 0 (off) or positive")
         if 0 < self.restart_interval < 10 or 0 < self.churn_interval < 10:
             raise ValueError("restart and churn intervals should be at least 10s")
+        if not 0 <= self.containers_per_pod <= MAX_CONTAINERS_PER_POD:
+            raise ValueError(
+                f"containers per pod should be 0 (each workload's own) to {MAX_CONTAINERS_PER_POD}, "
+                f"got {self.containers_per_pod}"
+            )
         for name, fraction in (("restart", self.restart_fraction), ("churn", self.churn_fraction)):
             if not 0.0 <= fraction <= 1.0:
                 raise ValueError(f"{name} fraction should be within [0, 1], got {fraction}")
@@ -903,6 +918,8 @@ class Model:
             workload = DAEMON_SETS[index]
         else:
             workload = rng.weighted_choice(APPLICATIONS, APPLICATION_WEIGHTS)
+        if params.containers_per_pod:
+            workload = with_container_count(workload, params.containers_per_pod)
         containers = []
         for position, profile in enumerate(workload.containers):
             nanocores = rng.randint(*profile.millicores) * MILLICORE_NANOCORES + rng.randrange(MILLICORE_NANOCORES)

@@ -20,6 +20,11 @@ def go_float(value: float) -> str:
     exponent is < -4 or >= 6 (as client_golang's text encoder writes sample values)."""
     if value == 0:
         return "0"
+    if type(value) is float and 1e-4 <= abs(value) < 1e6:
+        # Python's shortest repr has the same digits, and is positional in this range as Go's is:
+        # only an integral value differs ("5.0" for Go's "5").
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
     if isinstance(value, int) and abs(value) < 2**53:
         # Integers (bytes, seconds) are exact as float64 up to 2**53: skip the float round trip.
         text = str(abs(value))

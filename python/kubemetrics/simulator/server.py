@@ -14,6 +14,7 @@ import collections
 import contextlib
 import email.utils
 import errno
+import functools
 import gzip
 import ipaddress
 import logging
@@ -64,6 +65,58 @@ class ScrapeRecord:
     sample_time: int | None
 
 
+@dataclass(slots=True)
+class RenderedBody:
+    """One node's body for one endpoint and wall second, and its gzip form once a client asked for it."""
+
+    payload: bytes
+    gzipped: bytes | None = None
+
+    def gzip(self) -> bytes:
+        if self.gzipped is None:
+            self.gzipped = gzip.compress(self.payload, compresslevel=1)
+        return self.gzipped
+
+
+class RenderedBodies:
+    """Bodies rendered during the current wall second, shared by every request in it.
+
+    A body is a function of the node, the endpoint (and its form), the wall second and, in hollow mode,
+    the pods the API gave the fleet: every object in it reports its own last housekeeping tick, and
+    the objects' ticks are spread over the interval, so some value moves nearly every second and a body
+    cannot be kept longer than its second. The cache is emptied when the second changes, which bounds
+    it to the bodies of one second."""
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._bodies: dict[tuple[int, str, int], RenderedBody] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(
+        self, node_index: int, form: str, now: int, revision: int | None, render: Callable[[], bytes]
+    ) -> RenderedBody:
+        """The cached body, or render it; revision None (pods of an unversioned source) never caches."""
+        if revision is None:
+            self.misses += 1
+            return RenderedBody(render())
+        if now != self._second:
+            self._second = now
+            self._bodies.clear()
+        key = (node_index, form, revision)
+        body = self._bodies.get(key)
+        if body is None:
+            self.misses += 1
+            body = RenderedBody(render())
+            self._bodies[key] = body
+        else:
+            self.hits += 1
+        return body
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+
 class FleetError(RuntimeError):
     """The fleet cannot start (an address in use, a range that does not fit); the message says which."""
 
@@ -111,6 +164,8 @@ class SimulatedKubelet:
         self.server: asyncio.Server | None = None
         self.connections: set[KubeletConnection] = set()
         self.requests: Counter[str] = Counter()
+        # Bytes written per path (status line, headers, chunk framing and body, before TLS).
+        self.response_bytes: Counter[str] = Counter()
         self.scrapes: collections.deque[ScrapeRecord] = collections.deque(maxlen=SCRAPES_KEPT)
         self.summary = SummaryRenderer(fleet.model, index)
 
@@ -156,6 +211,15 @@ class SimulatedKubelet:
     def resource_body(self, now: int | None = None) -> bytes:
         return render_resource_metrics(self.fleet.model.truth_for(self.index, self.fleet.now() if now is None else now))
 
+    def cached_summary(self, now: int, *, full: bool) -> RenderedBody:
+        form = "summary" if full else "summary-cpu-memory"
+        render = functools.partial(self.summary_body, full, now)
+        return self.fleet.bodies.get(self.index, form, now, self.fleet.pods_revision(), render)
+
+    def cached_resource(self, now: int) -> RenderedBody:
+        render = functools.partial(self.resource_body, now)
+        return self.fleet.bodies.get(self.index, "resource", now, self.fleet.pods_revision(), render)
+
     def record_scrape(self, path: str, headers: dict[str, str], status: int, sample_time: int | None) -> None:
         if path in _SCRAPE_PATHS:
             self.scrapes.append(ScrapeRecord(time.time(), path, headers.get("user-agent", ""), status, sample_time))
@@ -174,6 +238,8 @@ class KubeletConnection(asyncio.Protocol):
         # The response said Connection: close (or the request was unusable): nothing more is read.
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
+        # The path of the request being answered, for the per-path byte counts ("" for unparsable ones).
+        self._path = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's SSL transport implements asyncio.Transport without subclassing it.
@@ -199,6 +265,7 @@ class KubeletConnection(asyncio.Protocol):
 
     def _process(self) -> None:
         while not (self._busy or self._hung or self._closing) and self._transport is not None:
+            self._path = ""
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buffer) > _MAX_HEAD_BYTES:
@@ -231,6 +298,7 @@ class KubeletConnection(asyncio.Protocol):
         kubelet = self._kubelet
         path, _, query = target.partition("?")
         kubelet.requests[path] += 1
+        self._path = path
         fault = kubelet.fault
         if fault is not None and fault.kind is not FaultKind.DOWN:
             if fault.kind is FaultKind.HANG:
@@ -258,6 +326,7 @@ class KubeletConnection(asyncio.Protocol):
         self._busy = False
         if self._transport is None:
             return
+        self._path = path
         self._respond(method, path, query, headers, body, keep_alive, None)
         self._process()
 
@@ -282,16 +351,16 @@ class KubeletConnection(asyncio.Protocol):
             # The kubelet honours only_cpu_and_memory only as exactly one value "true".
             only = parse_qs(form, keep_blank_values=True).get("only_cpu_and_memory")
             now = kubelet.fleet.now()
-            payload = kubelet.summary_body(full=only != ["true"], now=now)
+            rendered = kubelet.cached_summary(now, full=only != ["true"])
             kubelet.record_scrape(path, headers, 200, now)
-            self._send_payload(payload, "application/json", keep_alive, fault, gzip_ok=False)
+            self._send_payload(rendered, "application/json", keep_alive, fault, gzip_ok=False)
         elif path == "/metrics/resource" and method == "GET":
             accepts_gzip = "gzip" in headers.get("accept-encoding", "")
             now = kubelet.fleet.now()
-            payload = kubelet.resource_body(now)
+            rendered = kubelet.cached_resource(now)
             kubelet.record_scrape(path, headers, 200, now)
             content_type = "text/plain; version=0.0.4; charset=utf-8"
-            self._send_payload(payload, content_type, keep_alive, fault, gzip_ok=accepts_gzip)
+            self._send_payload(rendered, content_type, keep_alive, fault, gzip_ok=accepts_gzip)
         elif path == "/healthz" and method == "GET":
             self._send(200, "text/plain; charset=utf-8", b"ok", keep_alive)
         elif path.startswith("/stats/"):
@@ -302,9 +371,10 @@ class KubeletConnection(asyncio.Protocol):
             self._send(404, "text/plain; charset=utf-8", b"404 page not found\n", keep_alive, nosniff=True)
 
     def _send_payload(
-        self, payload: bytes, content_type: str, keep_alive: bool, fault: Fault | None, *, gzip_ok: bool
+        self, rendered: RenderedBody, content_type: str, keep_alive: bool, fault: Fault | None, *, gzip_ok: bool
     ) -> None:
         kind = fault.kind if fault is not None else None
+        payload = rendered.payload
         if kind is FaultKind.GARBAGE:
             self._send(200, content_type, b"\xff" + os.urandom(max(64, len(payload) // 8)), keep_alive)
         elif kind is FaultKind.TRUNCATED:
@@ -312,7 +382,7 @@ class KubeletConnection(asyncio.Protocol):
         elif kind is FaultKind.DISCONNECT:
             self._send(200, content_type, payload, keep_alive=False, cut_after=len(payload) // 2)
         elif gzip_ok:
-            self._send(200, content_type, gzip.compress(payload, compresslevel=1), keep_alive, encoding="gzip")
+            self._send(200, content_type, rendered.gzip(), keep_alive, encoding="gzip")
         else:
             self._send(200, content_type, payload, keep_alive)
 
@@ -345,18 +415,23 @@ class KubeletConnection(asyncio.Protocol):
         else:
             lines.append(f"Content-Length: {len(body)}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        sent = self._kubelet.response_bytes
         if cut_after is not None:
             # Declare the whole body, send part of it, hang up: a broken response, not a short one.
             framing = f"{len(body):x}\r\n".encode() if chunked else b""
             transport.write(head + framing + body[:cut_after])
+            sent[self._path] += len(head) + len(framing) + len(body[:cut_after])
             self._closing = True
             transport.close()
             return
         if chunked:
             # One chunk for the whole body, as Go's net/http writes a large single Write.
-            transport.writelines((head, f"{len(body):x}\r\n".encode(), body, b"\r\n0\r\n\r\n"))
+            framing = f"{len(body):x}\r\n".encode()
+            transport.writelines((head, framing, body, b"\r\n0\r\n\r\n"))
+            sent[self._path] += len(head) + len(framing) + len(body) + 7
         else:
             transport.writelines((head, body))
+            sent[self._path] += len(head) + len(body)
         if not keep_alive:
             self._closing = True
             transport.close()
@@ -394,6 +469,7 @@ class Fleet:
         self.pki: ClusterPki | None = None
         # Pods served beside the model's (hollow mode), as inventory pod entries.
         self.extra_inventory_pods: Callable[[], list[dict[str, object]]] | None = None
+        self.bodies = RenderedBodies()
 
     @property
     def inventory_file(self) -> Path:
@@ -405,6 +481,15 @@ class Fleet:
 
     def now(self) -> int:
         return int(self.clock())
+
+    def pods_revision(self) -> int | None:
+        """What, besides the node, the form and the second, a body depends on: the revision of the pods
+        from outside the model (0 without any); None when that source keeps no revision."""
+        extra = self.model.extra_pods
+        if extra is None:
+            return 0
+        revision = getattr(extra, "revision", None)
+        return revision if isinstance(revision, int) else None
 
     def kubelet(self, name: str) -> SimulatedKubelet:
         try:
@@ -469,6 +554,10 @@ class Fleet:
 
     def request_counts(self) -> dict[str, dict[str, int]]:
         return {k.name: dict(k.requests) for k in self.kubelets if k.requests}
+
+    def response_byte_counts(self) -> dict[str, dict[str, int]]:
+        """Bytes written per node and path (HTTP framing included, before TLS)."""
+        return {k.name: dict(k.response_bytes) for k in self.kubelets if k.response_bytes}
 
     def scrape_log(self, names: list[str] | None = None) -> dict[str, list[ScrapeRecord]]:
         """The remembered scrapes of the named nodes (default: every node scraped so far), oldest first."""
