@@ -76,6 +76,8 @@ def simulator_argv(
     ]
     if kubeconfig is None:
         argv.append(f"--pods-per-node={scenario.pods_per_node}")
+        if scenario.containers_per_pod is not None:
+            argv.append(f"--containers-per-pod={scenario.containers_per_pod}")
     else:
         # Hollow mode: the kubelets run the API's pods (created by cluster.py), and nothing else. The test
         # control plane runs no node-lifecycle controller, so nothing turns a silent Node NotReady: one

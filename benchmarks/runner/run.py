@@ -156,7 +156,6 @@ class ScenarioRun:
             labelled.write_bytes(orjson.dumps(inventory))
             pods = [(p["namespace"], p["name"]) for p in inventory.get("pods") or []]
             self.payload_bytes = await kubelets.payload_bytes(ready)
-            self._count_containers_standalone(ready)
             harness = Harness(
                 simulator,
                 ready,
@@ -177,13 +176,6 @@ class ScenarioRun:
             await self._measure(spec, harness)
         finally:
             simulator.stop()
-
-    def _count_containers_standalone(self, ready: kubelets.SimulatorReady) -> None:
-        if self.scenario.containers_per_pod is not None:
-            self.notes.append(
-                f"standalone mode keeps the simulator's container mix, not {self.scenario.containers_per_pod} "
-                "containers per pod (the baseline mode creates pods with exactly that many)"
-            )
 
     async def _run_with_baseline(self) -> None:
         try:

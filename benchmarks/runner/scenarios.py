@@ -108,11 +108,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         110,
         2,
         description="dense nodes: the kubelet's pod limit, 2 containers per pod (117 KB bodies)",
-        risks=(
-            _SIMULATOR_CPU,
-            "standalone mode keeps the simulator's container mix: 2 containers per pod exactly needs the "
-            "metrics-server baseline (API pods) or a simulator option for it",
-        ),
+        risks=(_SIMULATOR_CPU,),
     ),
 )
 
