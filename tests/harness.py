@@ -3,7 +3,9 @@ always stopped by process group (never by name), whatever the test's outcome."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,6 +30,30 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def free_loopback_block() -> tuple[ipaddress.IPv4Address, int]:
+    """A random /24 in 127.0.0.0/8 and a port free on its first address (tests run in parallel)."""
+    for _ in range(50):
+        base = ipaddress.IPv4Address(f"127.{random.randint(100, 250)}.{random.randint(0, 255)}.0")
+        port = random.randint(20000, 60000)
+        with socket.socket() as sock:
+            try:
+                sock.bind((str(base + 1), port))
+            except OSError:
+                continue
+        return base, port
+    raise RuntimeError("no free loopback address/port found")
+
+
+class FakeClock:
+    """A clock that stands still until the test moves `now`."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class ChildProcess:

@@ -6,9 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gzip
-import ipaddress
-import random
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from harness import FakeClock, free_loopback_block
 from kubemetrics.simulator.apipods import ApiPods
 from kubemetrics.simulator.catalog import APPLICATIONS, DAEMON_SETS, with_container_count
 from kubemetrics.simulator.cli import add_flags, config_from
@@ -28,27 +26,6 @@ from kubemetrics.simulator.server import Fleet, FleetSettings, RenderedBodies
 ORIGIN = 1_800_000_000
 RESOURCE = "/metrics/resource"
 REDUCED_SUMMARY = "/stats/summary?only_cpu_and_memory=true"
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def free_loopback_block() -> tuple[ipaddress.IPv4Address, int]:
-    for _ in range(50):
-        base = ipaddress.IPv4Address(f"127.{random.randint(100, 250)}.{random.randint(0, 255)}.0")
-        port = random.randint(20000, 60000)
-        with socket.socket() as sock:
-            try:
-                sock.bind((str(base + 1), port))
-            except OSError:
-                continue
-        return base, port
-    raise RuntimeError("no free loopback address/port found")
 
 
 @dataclass

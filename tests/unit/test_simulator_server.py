@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
-import ipaddress
 import json
-import random
 import re
 import socket
 import ssl
@@ -20,6 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from harness import FakeClock, free_loopback_block
 from kubemetrics.inventory.static import load_inventory
 from kubemetrics.simulator.control import start_control
 from kubemetrics.simulator.faults import Fault, FaultKind, initial_faults, parse_fault, parse_fault_fraction
@@ -27,28 +26,6 @@ from kubemetrics.simulator.model import Model, SimulationParameters
 from kubemetrics.simulator.server import Fleet, FleetError, FleetSettings
 
 ORIGIN = 1_800_000_000
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def free_loopback_block() -> tuple[ipaddress.IPv4Address, int]:
-    """A random /24 in 127.0.0.0/8 and a port free on its first address (tests run in parallel)."""
-    for _ in range(50):
-        base = ipaddress.IPv4Address(f"127.{random.randint(100, 250)}.{random.randint(0, 255)}.0")
-        port = random.randint(20000, 60000)
-        with socket.socket() as sock:
-            try:
-                sock.bind((str(base + 1), port))
-            except OSError:
-                continue
-        return base, port
-    raise RuntimeError("no free loopback address/port found")
 
 
 @dataclass
