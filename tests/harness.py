@@ -32,10 +32,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def free_loopback_block() -> tuple[ipaddress.IPv4Address, int]:
-    """A random /24 in 127.0.0.0/8 and a port free on its first address (tests run in parallel)."""
+def free_loopback_block(second_octets: tuple[int, int] = (100, 250)) -> tuple[ipaddress.IPv4Address, int]:
+    """A random /24 in 127.<second_octets>.x.0 and a port free on its first address; the simulated nodes
+    take .1 upwards of it. Suites that run side by side draw from disjoint `second_octets` ranges."""
     for _ in range(50):
-        base = ipaddress.IPv4Address(f"127.{random.randint(100, 250)}.{random.randint(0, 255)}.0")
+        base = ipaddress.IPv4Address(f"127.{random.randint(*second_octets)}.{random.randint(0, 254)}.0")
         port = random.randint(20000, 60000)
         with socket.socket() as sock:
             try:

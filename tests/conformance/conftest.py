@@ -8,11 +8,8 @@ The pure tests in this directory (the comparison itself, the simulator's edge-ca
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import random
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -52,7 +49,10 @@ from conformance_layout import (  # noqa: E402
     node_name,
 )
 from control_plane import ControlPlane, build_binaries, start_control_plane  # noqa: E402
-from harness import ChildProcess, free_port, kubemetrics_argv  # noqa: E402
+from harness import ChildProcess, free_loopback_block, free_port, kubemetrics_argv  # noqa: E402
+
+# Disjoint from the e2e suites, which draw from 127.100-230.
+CONFORMANCE_OCTETS = (231, 250)
 
 ENABLED = os.environ.get("KUBEMETRICS_CONFORMANCE") == "1"
 SKIP_REASON = (
@@ -75,23 +75,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timeout(func_only=True))
 
 
-def free_loopback_block() -> tuple[ipaddress.IPv4Address, int]:
-    """A random /24 in 127.231-250.x.0 (the e2e tests draw from 127.100-230) and a port free on its first
-    address; the simulated nodes take .1 upwards of it."""
-    for _ in range(50):
-        base = ipaddress.IPv4Address(f"127.{random.randint(231, 250)}.{random.randint(0, 254)}.0")
-        port = random.randint(20000, 60000)
-        with socket.socket() as sock:
-            try:
-                sock.bind((str(base + 1), port))
-            except OSError:
-                continue
-        return base, port
-    raise RuntimeError("no free loopback address/port found")
-
-
 def _start_hollow(control_plane: ControlPlane, work: Path) -> Hollow:
-    base, port = free_loopback_block()
+    base, port = free_loopback_block(CONFORMANCE_OCTETS)
     out_dir = work / "out"
     child = ChildProcess(
         "hollow-simulate",

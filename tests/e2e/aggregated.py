@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import ipaddress
 import json
-import random
 import socket
 import ssl
 import sys
@@ -29,7 +27,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from control_plane import CertAndKey, ControlPlane
-from harness import ChildProcess, free_port, kubemetrics_argv
+from harness import ChildProcess, free_loopback_block, free_port, kubemetrics_argv
+
+# Disjoint from the hollow-kubelet test (100-190) and the conformance suite (231-250).
+E2E_AGGREGATED_OCTETS = (191, 230)
 
 T = TypeVar("T")
 APISERVICE = "v1beta1.metrics.k8s.io"
@@ -52,21 +53,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, in
 
 def kubectl_json(cluster: ControlPlane, *args: str) -> Any:
     return json.loads(cluster.kubectl(*args, "-o", "json").stdout)
-
-
-def free_loopback_block() -> tuple[ipaddress.IPv4Address, int]:
-    """A random /24 in 127.191-230.x.0 (the hollow-kubelet test draws from 127.100-190) and a port free on
-    its first address; the simulated nodes take .1 upwards of it."""
-    for _ in range(50):
-        base = ipaddress.IPv4Address(f"127.{random.randint(191, 230)}.{random.randint(0, 254)}.0")
-        port = random.randint(20000, 60000)
-        with socket.socket() as sock:
-            try:
-                sock.bind((str(base + 1), port))
-            except OSError:
-                continue
-        return base, port
-    raise RuntimeError("no free loopback address/port found")
 
 
 def _listening(port: int) -> bool:
@@ -129,7 +115,7 @@ def _usage(reading: dict[str, Any]) -> Usage:
 @contextlib.contextmanager
 def hollow_simulator(control_plane: ControlPlane, work: Path, nodes: int, *extra_args: str) -> Iterator[Hollow]:
     """`nodes` simulated nodes sim-node-0… joined to the cluster; their Nodes are deleted again at exit."""
-    base, port = free_loopback_block()
+    base, port = free_loopback_block(E2E_AGGREGATED_OCTETS)
     out_dir = work / "out"
     started = time.monotonic()
     child = ChildProcess(

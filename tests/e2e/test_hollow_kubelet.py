@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import random
 import re
-import socket
 import ssl
 import time
 import urllib.request
@@ -20,7 +18,7 @@ from typing import Any, TypeVar
 
 import pytest
 from control_plane import ControlPlane
-from harness import ChildProcess, kubemetrics_argv
+from harness import ChildProcess, free_loopback_block, kubemetrics_argv
 
 T = TypeVar("T")
 NODES = 3
@@ -34,20 +32,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0, in
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def free_loopback_block() -> tuple[ipaddress.IPv4Address, int]:
-    """A random /24 in 127.0.0.0/8 and a port free on its first address."""
-    for _ in range(50):
-        base = ipaddress.IPv4Address(f"127.{random.randint(100, 190)}.{random.randint(0, 255)}.0")
-        port = random.randint(20000, 60000)
-        with socket.socket() as sock:
-            try:
-                sock.bind((str(base + 1), port))
-            except OSError:
-                continue
-        return base, port
-    raise RuntimeError("no free loopback address/port found")
 
 
 @dataclass
@@ -69,7 +53,7 @@ class Hollow:
 
 @pytest.fixture(scope="module")
 def hollow(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hollow]:
-    base, port = free_loopback_block()
+    base, port = free_loopback_block((100, 190))
     work = tmp_path_factory.mktemp("hollow")
     out_dir = work / "out"
     child = ChildProcess(
