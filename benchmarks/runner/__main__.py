@@ -16,7 +16,7 @@ from benchmarks.runner import report
 from benchmarks.runner.children import CpuPlan
 from benchmarks.runner.kubelets import DEFAULT_ADDRESS_BASE
 from benchmarks.runner.progress import Progress
-from benchmarks.runner.run import BASELINES, RunSettings, run_scenario
+from benchmarks.runner.run import BASELINES, POPULATE, RunSettings, run_scenario
 from benchmarks.runner.scenarios import SCENARIOS, Scenario, WindowSettings, simulator_cores
 
 # Rates measured on the 2-core development machine (benchmarks/README.md), for --list's estimates: 7,000
@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-load", action="store_true", help="No API load generator: the collector's scraping cost alone."
     )
+    parser.add_argument(
+        "--populate",
+        choices=POPULATE,
+        default="etcd",
+        help="How the baseline's cluster gets its Nodes and Running Pods: written into etcd (fast), or created "
+        "through kube-apiserver and started by the hollow kubelets (about 130 pods a second here). Default etcd.",
+    )
     parser.add_argument("--keep-work-dir", action="store_true", help="Keep logs and generated files.")
     parser.add_argument("--quiet", action="store_true", help="No progress output.")
     return parser
@@ -137,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         housekeeping_seconds=args.housekeeping_interval,
         keep_work_dir=args.keep_work_dir,
         with_load=not args.no_load,
+        populate=args.populate,
     )
     import uvloop
 

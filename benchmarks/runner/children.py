@@ -41,6 +41,11 @@ class CpuPlan:
         rest = ",".join(str(cpu) for cpu in cpus[1:])
         return cls(str(cpus[0]), rest)
 
+    @property
+    def everything(self) -> str:
+        """Both sets: for set-up work that nothing is measured during."""
+        return ",".join(cpus for cpus in (self.collector, self.harness) if cpus)
+
     def describe(self) -> dict[str, str]:
         return {"collector": self.collector or "unpinned", "harness": self.harness or "unpinned"}
 

@@ -70,6 +70,7 @@ class ControlPlaneHandle:
     # collector with delegated authorization, which then allows every request without a SubjectAccessReview.
     admin_cert: Path
     admin_key: Path
+    etcd_url: str
     process_ids: list[int]
     _cluster: Any
 
@@ -93,6 +94,7 @@ def start_control_plane(run_dir: Path, harness_cpus: str) -> ControlPlaneHandle:
         apiserver_url=str(cluster.apiserver_url),
         admin_cert=Path(cluster.pki.admin.cert),
         admin_key=Path(cluster.pki.admin.key),
+        etcd_url=str(cluster.etcd_url),
         process_ids=pids,
         _cluster=cluster,
     )
@@ -151,15 +153,29 @@ async def _create_with_retry(client: KubeClient, path: str, body: dict[str, Any]
         delay = min(delay * 2, 2.0)
 
 
+async def create_namespaces(admin_kubeconfig: Path) -> None:
+    client = KubeClient(load_kubeconfig(admin_kubeconfig), request_timeout=60.0)
+    try:
+        await _create_namespaces(client)
+    except ApiError as err:
+        raise ClusterError(f"creating the scenario's namespaces: {err}") from err
+    finally:
+        await client.close()
+
+
+async def _create_namespaces(client: KubeClient) -> None:
+    for n in range(NAMESPACES):
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{NAMESPACE_PREFIX}{n:02d}"}}
+        await _create_with_retry(client, "/api/v1/namespaces", namespace)
+
+
 async def create_pods(
     admin_kubeconfig: Path, scenario: Scenario, node_names: list[str], progress: Callable[[int, int], None]
 ) -> None:
     """Every namespace, then every pod, `_PARALLEL_CREATES` requests at a time."""
     client = KubeClient(load_kubeconfig(admin_kubeconfig), request_timeout=60.0)
     try:
-        for n in range(NAMESPACES):
-            namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{NAMESPACE_PREFIX}{n:02d}"}}
-            await _create_with_retry(client, "/api/v1/namespaces", namespace)
+        await _create_namespaces(client)
         total = scenario.pods
         queue: asyncio.Queue[int] = asyncio.Queue()
         for index in range(total):

@@ -17,10 +17,12 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import orjson
 from kubemetrics.simulator.addresses import node_address
 
 from benchmarks.runner.children import Child, pinned
@@ -28,6 +30,9 @@ from benchmarks.runner.scenarios import Scenario
 
 KUBELET_PORT = 10250
 DEFAULT_ADDRESS_BASE = "127.64.0.0"
+HOLLOW_WORKERS = 48
+# The simulator's default --seed: the runner derives the Nodes it writes into etcd from the same model.
+SIMULATOR_SEED = 1
 
 
 class SimulatorError(RuntimeError):
@@ -46,6 +51,7 @@ class SimulatorReady:
     ca_file: Path
     inventory_file: Path
     address_base: ipaddress.IPv4Address
+    seed: int
 
     def addresses(self) -> set[str]:
         return {str(node_address(self.address_base, index)) for index in range(self.nodes)}
@@ -60,6 +66,7 @@ def simulator_argv(
     kubeconfig: Path | None = None,
     kubelet_delay_seconds: float = 0.0,
     housekeeping_seconds: int = 10,
+    register_nodes: bool = True,
 ) -> list[str]:
     argv = [
         sys.executable,
@@ -83,6 +90,12 @@ def simulator_argv(
         # control plane runs no node-lifecycle controller, so nothing turns a silent Node NotReady: one
         # heartbeat an hour spares the shared core thousands of status writes per minute at 15k+ nodes.
         argv += [f"--kubeconfig={kubeconfig}", "--pods-per-node=0", "--node-heartbeat-interval=3600s"]
+        # Status writes in flight while the scenario's pods start: with the default 4 they, not the API
+        # server, set the pace of the set-up (about 45 pods a second).
+        argv.append(f"--hollow-workers={HOLLOW_WORKERS}")
+        if not register_nodes:
+            # The runner writes the Nodes itself (etcdload.py).
+            argv.append("--no-register-nodes")
     if kubelet_delay_seconds > 0:
         # Every kubelet answers this late: an emulated network round trip per request.
         argv.append(f"--fault-fraction=latency:{kubelet_delay_seconds:g}=1")
@@ -108,7 +121,26 @@ async def wait_ready(child: Child, out_dir: Path, within_seconds: float) -> Simu
         ca_file=Path(document["caFile"]),
         inventory_file=Path(document["inventoryFile"]),
         address_base=ipaddress.IPv4Address(document["addressBase"]),
+        seed=int(document.get("seed", 1)),
     )
+
+
+async def wait_pods_served(
+    ready: SimulatorReady, expected: int, within_seconds: float, progress: Callable[[int, int], None]
+) -> None:
+    """Until the kubelets serve `expected` API pods (hollow mode lists them in its inventory file)."""
+    deadline = time.monotonic() + within_seconds
+    while True:
+        try:
+            served = len(orjson.loads(ready.inventory_file.read_bytes()).get("pods") or [])
+        except (OSError, orjson.JSONDecodeError):
+            served = 0
+        progress(served, expected)
+        if served >= expected:
+            return
+        if time.monotonic() > deadline:
+            raise SimulatorError(f"the kubelets serve {served} of {expected} pods after {within_seconds:.0f}s")
+        await asyncio.sleep(2.0)
 
 
 async def request_counts(session: aiohttp.ClientSession, ready: SimulatorReady) -> dict[str, dict[str, int]]:

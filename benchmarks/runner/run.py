@@ -19,14 +19,16 @@ import resource
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 
-from benchmarks.runner import analysis, cluster, collectors, kubelets, report
-from benchmarks.runner.children import Child, CpuPlan, raise_open_file_limit
+from benchmarks.runner import analysis, cluster, collectors, etcdload, kubelets, report
+from benchmarks.runner.children import Child, CpuPlan, pin_running, raise_open_file_limit
 from benchmarks.runner.measure import Harness, Observations, measure
 from benchmarks.runner.progress import Progress
 from benchmarks.runner.scenarios import Scenario, WindowSettings
@@ -35,6 +37,7 @@ HPA_TARGETS = 100
 HPA_LABEL = "kubemetrics.io/bench-hpa"
 PODS_FOR_GET = 50
 BASELINES = ("metrics-server", "none")
+POPULATE = ("etcd", "api")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class RunSettings:
     metrics_server_version: str = collectors.METRICS_SERVER_VERSION
     # False: no API load generator (the collector's scraping cost alone).
     with_load: bool = True
+    # How the baseline's cluster gets its Nodes and Pods: "etcd" writes them Running into etcd (etcdload.py),
+    # "api" creates them through kube-apiserver and the hollow kubelets register and start them.
+    populate: str = "etcd"
 
 
 def simulator_start_timeout(scenario: Scenario) -> float:
@@ -133,6 +139,7 @@ class ScenarioRun:
             kubeconfig=kubeconfig,
             kubelet_delay_seconds=self.settings.kubelet_delay_seconds,
             housekeeping_seconds=self.settings.housekeeping_seconds,
+            register_nodes=self.settings.populate == "api",
         )
         needed = 3 * self.scenario.nodes + 4096
         soft, _ = raise_open_file_limit(needed)
@@ -195,9 +202,21 @@ class ScenarioRun:
             return
         self.cluster_kind = "hollow (control plane + API pods)"
         try:
+            if self.settings.populate == "etcd":
+                self._pin(control_plane.process_ids, self.settings.cpus.everything)
+                await self._populate_etcd(control_plane)
             simulator, ready = await self._start_simulator(control_plane.admin_kubeconfig)
             try:
-                await self._populate(control_plane, ready)
+                # Nothing is measured while the pods start: the control plane and the simulator may use
+                # every CPU until then, and are pinned back beside the load before the first collector.
+                setup = [*control_plane.process_ids, *simulator.tree()]
+                self._pin(setup, self.settings.cpus.everything)
+                try:
+                    if self.settings.populate == "api":
+                        await self._populate_through_api(control_plane)
+                    await self._wait_served(control_plane, ready)
+                finally:
+                    self._pin(setup, self.settings.cpus.harness)
                 # Once the kubelets run the API's pods.
                 self.payload_bytes = await kubelets.payload_bytes(ready)
                 identity = collectors.ClientIdentity(control_plane.admin_cert, control_plane.admin_key)
@@ -232,21 +251,50 @@ class ScenarioRun:
         finally:
             await asyncio.to_thread(control_plane.stop)
 
+    @staticmethod
+    def _pin(pids: list[int], cpus: str) -> None:
+        for pid in pids:
+            pin_running(pid, cpus)
+
     def _baseline_unavailable(self, reason: str) -> None:
         self.progress.note(f"no baseline: {reason}")
         self.notes.append(f"metrics-server baseline not run: {reason}")
 
-    async def _populate(self, control_plane: cluster.ControlPlaneHandle, ready: kubelets.SimulatorReady) -> None:
-        names = [f"sim-node-{i}" for i in range(self.scenario.nodes)]
+    def _creation_progress(self) -> Callable[[int, int], None]:
         started = time.monotonic()
 
         def created(done: int, total: int) -> None:
             elapsed = time.monotonic() - started
             eta = elapsed / done * (total - done) if done else None
-            self.progress.bar("creating pods", done, total, f"{done}/{total}", eta_seconds=eta)
+            self.progress.bar("creating objects", done, total, f"{done}/{total}", eta_seconds=eta)
 
-        await cluster.create_pods(control_plane.admin_kubeconfig, self.scenario, names, created)
+        return created
+
+    async def _populate_etcd(self, control_plane: cluster.ControlPlaneHandle) -> None:
+        started = time.monotonic()
+        await cluster.create_namespaces(control_plane.admin_kubeconfig)
+        nodes = etcdload.inventory_nodes(
+            self.scenario.nodes, self.settings.address_base, kubelets.KUBELET_PORT, kubelets.SIMULATOR_SEED
+        )
+        objects = etcdload.scenario_objects(self.scenario, nodes, kubelets.SIMULATOR_SEED, cluster.pod_manifest)
+        total = len(nodes) + self.scenario.pods
+        try:
+            await etcdload.put_all(control_plane.etcd_url, objects, total, self._creation_progress())
+        except (etcdload.EtcdLoadError, OSError, aiohttp.ClientError) as err:
+            raise cluster.ClusterError(f"writing the scenario's objects into etcd: {err}") from err
+        self.progress.note(
+            f"{len(nodes)} Nodes and {self.scenario.pods} Running pods written into etcd "
+            f"in {time.monotonic() - started:.0f}s"
+        )
+
+    async def _populate_through_api(self, control_plane: cluster.ControlPlaneHandle) -> None:
+        started = time.monotonic()
+        names = [f"sim-node-{i}" for i in range(self.scenario.nodes)]
+        await cluster.create_pods(control_plane.admin_kubeconfig, self.scenario, names, self._creation_progress())
         self.progress.note(f"{self.scenario.pods} pods created in {time.monotonic() - started:.0f}s")
+
+    async def _wait_served(self, control_plane: cluster.ControlPlaneHandle, ready: kubelets.SimulatorReady) -> None:
+        started = time.monotonic()
 
         def running(done: int, total: int) -> None:
             self.progress.bar("pods running", done, total, f"{done}/{total}")
@@ -254,7 +302,12 @@ class ScenarioRun:
         await cluster.wait_running(
             control_plane.admin_kubeconfig, self.scenario.pods, 300 + self.scenario.pods / 20, running
         )
-        self.progress.note(f"every pod Running {time.monotonic() - started:.0f}s after the first was created")
+
+        def served(done: int, total: int) -> None:
+            self.progress.bar("pods served by the kubelets", done, total, f"{done}/{total}")
+
+        await kubelets.wait_pods_served(ready, self.scenario.pods, 120 + self.scenario.pods / 500, served)
+        self.progress.note(f"every pod Running and served by its kubelet after {time.monotonic() - started:.0f}s")
 
     async def _measure(self, spec: collectors.CollectorSpec, harness: Harness) -> None:
         self.progress.stage(f"{self.scenario.name} {spec.name}")

@@ -182,6 +182,12 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="How often Ready is re-posted on every Node (default 30s).",
     )
+    hollow.add_argument(
+        "--hollow-workers",
+        type=int,
+        default=4,
+        help="Pods reconciled at once: binds and status writes in flight (default 4).",
+    )
     parser.add_argument("-v", "--v", dest="verbosity", type=int, default=0, help="Log verbosity (0-2).")
 
 
@@ -232,10 +238,13 @@ def config_from(args: argparse.Namespace, now: int) -> SimulateConfig:
     if hollow_mode:
         if args.node_heartbeat_interval <= 0:
             raise ValueError(f"--node-heartbeat-interval should be positive, got {args.node_heartbeat_interval}")
+        if args.hollow_workers < 1:
+            raise ValueError(f"--hollow-workers should be at least 1, got {args.hollow_workers}")
         hollow = HollowSettings(
             register_nodes=args.register_nodes is not False,
             deregister_on_exit=args.deregister_on_exit,
             heartbeat_interval_seconds=args.node_heartbeat_interval,
+            workers=args.hollow_workers,
         )
     elif args.register_nodes or args.deregister_on_exit:
         raise ValueError("--register-nodes and --deregister-on-exit need --kubeconfig (hollow mode)")
@@ -327,6 +336,7 @@ async def _simulate(config: SimulateConfig) -> int:
             "inventoryFile": str(fleet.inventory_file),
             "parametersFile": str(settings.out_dir / PARAMETERS_FILE),
             "origin": config.params.origin,
+            "seed": config.params.seed,
         }
         if hollow is not None:
             ready["apiServer"] = hollow.client.connection.server

@@ -196,27 +196,9 @@ class HollowKubelets:
         ]
 
     def _node_status(self, document: dict[str, Any]) -> dict[str, Any]:
-        name = document["name"]
-        digest = hashlib.blake2b(f"{self.model.params.seed}/{name}".encode(), digest_size=16).hexdigest()
-        return {
-            "addresses": document["addresses"],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": document["kubeletPort"]}},
-            "capacity": document["capacity"],
-            "allocatable": document["allocatable"],
-            "conditions": self._conditions(self.fleet.clock()),
-            "nodeInfo": {
-                "machineID": digest,
-                "systemUUID": f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}",
-                "bootID": hashlib.blake2b(f"boot/{digest}".encode(), digest_size=16).hexdigest(),
-                "kernelVersion": "6.8.0-kubemetrics-sim",
-                "osImage": "kubemetrics simulated node",
-                "containerRuntimeVersion": "containerd://2.1.0",
-                "kubeletVersion": self._kubelet_version,
-                "kubeProxyVersion": "",
-                "operatingSystem": "linux",
-                "architecture": "amd64",
-            },
-        }
+        return node_status(
+            document, self.model.params.seed, self._conditions(self.fleet.clock()), self._kubelet_version
+        )
 
     async def _register(self, document: dict[str, Any]) -> None:
         name = document["name"]
@@ -466,7 +448,8 @@ class HollowKubelets:
 
     async def _report_running(self, pod: dict[str, Any], served: ApiPod) -> None:
         metadata = pod["metadata"]
-        patch = {"status": _running_status(pod, served, str(self.fleet.kubelets[served.node_index].address))}
+        host_ip = str(self.fleet.kubelets[served.node_index].address)
+        patch = {"status": running_status(pod, served.uid, served.start_time, host_ip)}
         path = f"/api/v1/namespaces/{metadata['namespace']}/pods/{metadata['name']}/status"
         await self.client.request("PATCH", path, patch, content_type=STRATEGIC_MERGE_PATCH)
 
@@ -528,12 +511,55 @@ def _usage_text(pod: ApiPod) -> str:
     )
 
 
+def node_conditions(now: float) -> list[dict[str, str]]:
+    """A healthy node's conditions, last heard from at `now`."""
+    stamp = format_time(now)
+    return [
+        {
+            "type": kind,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": stamp,
+            "lastTransitionTime": stamp,
+        }
+        for kind, status, reason, message in _NODE_CONDITIONS
+    ]
+
+
+def node_status(
+    document: dict[str, Any], seed: int, conditions: list[dict[str, str]], kubelet_version: str
+) -> dict[str, Any]:
+    """The status a kubelet posts for the inventory node `document` (inventory.py's shape)."""
+    name = document["name"]
+    digest = hashlib.blake2b(f"{seed}/{name}".encode(), digest_size=16).hexdigest()
+    return {
+        "addresses": document["addresses"],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": document["kubeletPort"]}},
+        "capacity": document["capacity"],
+        "allocatable": document["allocatable"],
+        "conditions": conditions,
+        "nodeInfo": {
+            "machineID": digest,
+            "systemUUID": f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}",
+            "bootID": hashlib.blake2b(f"boot/{digest}".encode(), digest_size=16).hexdigest(),
+            "kernelVersion": "6.8.0-kubemetrics-sim",
+            "osImage": "kubemetrics simulated node",
+            "containerRuntimeVersion": "containerd://2.1.0",
+            "kubeletVersion": kubelet_version,
+            "kubeProxyVersion": "",
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+        },
+    }
+
+
 def _condition_true(status: dict[str, Any], kind: str) -> bool:
     return any(c.get("type") == kind and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
 def _shows_running(pod: dict[str, Any]) -> bool:
-    """The pod's status already says what _running_status would."""
+    """The pod's status already says what running_status would."""
     status = pod.get("status") or {}
     containers = pod.get("spec", {}).get("containers") or []
     statuses = status.get("containerStatuses") or []
@@ -549,9 +575,11 @@ def _image_digest(image: str) -> str:
     return hashlib.sha256(image.encode()).hexdigest()
 
 
-def _running_status(pod: dict[str, Any], served: ApiPod, host_ip: str) -> dict[str, Any]:
+def running_status(pod: dict[str, Any], uid: str, start_time: float, host_ip: str) -> dict[str, Any]:
+    """The status a kubelet reports for `pod` once every container runs (since `start_time`) on the node
+    at `host_ip`."""
     spec, status = pod["spec"], pod.get("status") or {}
-    started = format_time(served.start_time)
+    started = format_time(start_time)
     scheduled = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled" and c.get("status") == "True"),
         {"type": "PodScheduled", "status": "True", "lastTransitionTime": started},
@@ -567,7 +595,6 @@ def _running_status(pod: dict[str, Any], served: ApiPod, host_ip: str) -> dict[s
             "lastTransitionTime": scheduled.get("lastTransitionTime") or started,
         },
     ]
-    uid = served.uid
 
     def container_id(name: str) -> str:
         return "containerd://" + hashlib.sha256(f"{uid}/{name}".encode()).hexdigest()
