@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from benchmarks.runner.children import CpuPlan
 from benchmarks.runner.kubelets import DEFAULT_ADDRESS_BASE
 from benchmarks.runner.progress import Progress
 from benchmarks.runner.run import BASELINES, POPULATE, RunSettings, run_scenario
-from benchmarks.runner.scenarios import SCENARIOS, Scenario, WindowSettings, simulator_cores
+from benchmarks.runner.scenarios import SCENARIOS, Scenario, WindowSettings, auto_resolution, simulator_cores
 
 # Rates measured on the 2-core development machine (benchmarks/README.md), for --list's estimates: 7,000
 # API pods were all Running 155 s after the first was created (the hollow kubelets' status writes are the
@@ -25,6 +26,8 @@ from benchmarks.runner.scenarios import SCENARIOS, Scenario, WindowSettings, sim
 SIMULATOR_START_SECONDS_PER_NODE = 0.01
 API_PODS_RUNNING_PER_SECOND = 45.0
 NODES_REGISTERED_PER_SECOND = 100.0
+# Nodes and Running pods written into etcd (etcdload.py): 10,200 objects in 3 s.
+ETCD_OBJECTS_PER_SECOND = 3000.0
 
 
 def _seconds(text: str) -> float:
@@ -32,6 +35,20 @@ def _seconds(text: str) -> float:
         return float(text)
     except ValueError:
         return parse_duration(text)
+
+
+def _resolution(text: str) -> float | None:
+    return None if text == "auto" else _seconds(text)
+
+
+def window_for(scenario: Scenario, base: WindowSettings, resolution: float | None) -> WindowSettings:
+    """The scenario's window: its resolution (given, or auto) and a warm-up long enough for three cycles."""
+    seconds = auto_resolution(scenario) if resolution is None else resolution
+    return dataclasses.replace(
+        base,
+        resolution_seconds=seconds,
+        warmup_timeout_seconds=max(base.warmup_timeout_seconds, 3 * seconds),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="metrics-server: a control plane with the Nodes and Pods, metrics-server then kubemetrics; "
         "none: kubemetrics alone on a standalone simulator (default metrics-server).",
     )
-    parser.add_argument("--resolution", type=_seconds, default=15.0, help="--metric-resolution of both (default 15s).")
+    parser.add_argument(
+        "--resolution",
+        type=_resolution,
+        default=None,
+        help="--metric-resolution of both. Default auto: 15s, or per scenario the shortest of "
+        "30s/60s/120s at which the simulated kubelets keep up on their one core (see --list).",
+    )
     parser.add_argument("--resolutions", type=int, default=10, help="Resolutions measured after warm-up (default 10).")
     parser.add_argument(
         "--warmup", type=_seconds, default=15.0, help="Least time from collector start to the window (default 15s)."
@@ -90,23 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def estimate_seconds(scenario: Scenario, window: WindowSettings, baseline: bool) -> float:
+def estimate_seconds(scenario: Scenario, window: WindowSettings, baseline: bool, populate: str = "etcd") -> float:
     per_collector = max(window.warmup_seconds, 2 * window.resolution_seconds) + window.window_seconds + 10
     setup = 10 + scenario.nodes * SIMULATOR_START_SECONDS_PER_NODE
     if baseline:
-        setup += 15 + scenario.pods / API_PODS_RUNNING_PER_SECOND + scenario.nodes / NODES_REGISTERED_PER_SECOND
+        if populate == "etcd":
+            setup += 15 + (scenario.pods + scenario.nodes) / ETCD_OBJECTS_PER_SECOND
+        else:
+            setup += 15 + scenario.pods / API_PODS_RUNNING_PER_SECOND + scenario.nodes / NODES_REGISTERED_PER_SECOND
         return setup + 2 * per_collector
     return setup + per_collector
 
 
-def _list(window: WindowSettings, baseline: bool) -> None:
+def _list(base: WindowSettings, resolution: float | None, baseline: bool, populate: str) -> None:
     for scenario in SCENARIOS:
-        minutes = estimate_seconds(scenario, window, baseline) / 60
+        window = window_for(scenario, base, resolution)
+        minutes = estimate_seconds(scenario, window, baseline, populate) / 60
         shape = f"{scenario.nodes:,} × {scenario.pods_per_node}"
         if scenario.containers_per_pod:
             shape += f" × {scenario.containers_per_pod} containers"
         cores = simulator_cores(scenario, window.resolution_seconds)
-        print(f"{scenario.name:12} {shape:32} ~{minutes:.0f} min, simulator ~{cores:.2f} cores  {scenario.description}")
+        print(
+            f"{scenario.name:12} {shape:32} ~{minutes:.0f} min at {window.resolution_seconds:g}s, "
+            f"simulator ~{cores:.2f} cores  {scenario.description}"
+        )
         for risk in scenario.risks:
             print(f"{'':14}risk: {risk}")
 
@@ -114,19 +144,18 @@ def _list(window: WindowSettings, baseline: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     window = WindowSettings(
-        resolution_seconds=args.resolution,
         resolutions=args.resolutions,
         warmup_seconds=args.warmup,
         warmup_timeout_seconds=args.warmup_timeout,
     )
-    if args.resolution < 10:
+    if args.resolution is not None and args.resolution < 10:
         print("--resolution: both collectors refuse a metric resolution under 10s", file=sys.stderr)
         return 2
     if args.resolutions < 1:
         print("--resolutions: at least 1", file=sys.stderr)
         return 2
     if args.list:
-        _list(window, args.baseline != "none")
+        _list(window, args.resolution, args.baseline != "none", args.populate)
         return 0
     try:
         scenarios = [Scenario.parse(name) for name in args.scenario] or list(SCENARIOS)
@@ -149,13 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     try:
-        return uvloop.run(_run_all(scenarios, settings, Progress(quiet=args.quiet)))
+        return uvloop.run(_run_all(scenarios, settings, args.resolution, Progress(quiet=args.quiet)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("benchmark interrupted; every process it started was stopped", file=sys.stderr)
         return 130
 
 
-async def _run_all(scenarios: list[Scenario], settings: RunSettings, progress: Progress) -> int:
+async def _run_all(
+    scenarios: list[Scenario], settings: RunSettings, resolution: float | None, progress: Progress
+) -> int:
     # SIGTERM (e.g. a CI timeout) cancels the run like Ctrl-C does, so the cleanup in every `finally`
     # stops the simulator, the collectors and the control plane before the runner exits.
     task = asyncio.current_task()
@@ -163,7 +194,8 @@ async def _run_all(scenarios: list[Scenario], settings: RunSettings, progress: P
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     failed = False
     for scenario in scenarios:
-        document = await run_scenario(scenario, settings, progress)
+        window = window_for(scenario, settings.window, resolution)
+        document = await run_scenario(scenario, dataclasses.replace(settings, window=window), progress)
         print(report.markdown(document), flush=True)
         # A baseline that cannot run a scenario is a result; kubemetrics failing is a failure.
         ours = document["collectors"].get("kubemetrics") or {}

@@ -27,6 +27,9 @@ import orjson
 from benchmarks.runner.children import pinned
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Kubelet connections one kubemetrics worker is given at most (its open-file limit is 20,000 here); above
+# it, the runner starts more workers than the collector has CPUs.
+NODES_PER_WORKER = 15000
 METRICS_SERVER_BUILD = REPO_ROOT / "scripts" / "metrics-server" / "build.sh"
 METRICS_SERVER_VERSION = "v0.8.0"
 KUBEMETRICS = "kubemetrics"
@@ -79,8 +82,18 @@ def _resolution_flags(seconds: float) -> list[str]:
     return flags
 
 
+def kubemetrics_workers(nodes: int, cpus: int) -> int | None:
+    """--workers for a fleet of `nodes`: None (one per CPU) unless the connections need more processes."""
+    needed = -(-nodes // NODES_PER_WORKER)
+    return needed if needed > cpus else None
+
+
+def _worker_flags(workers: int | None) -> list[str]:
+    return [f"--workers={workers}"] if workers else []
+
+
 def kubemetrics_standalone(
-    inventory_file: Path, work_dir: Path, resolution_seconds: float, cpus: str, version: str
+    inventory_file: Path, work_dir: Path, resolution_seconds: float, cpus: str, version: str, workers: int | None = None
 ) -> CollectorSpec:
     port = free_port()
     argv = [
@@ -94,6 +107,7 @@ def kubemetrics_standalone(
         f"--secure-port={port}",
         "--bind-address=127.0.0.1",
         f"--cert-dir={work_dir / 'kubemetrics-certs'}",
+        *_worker_flags(workers),
     ]
     return CollectorSpec(KUBEMETRICS, pinned(argv, cpus), port, None, version, "standalone (static inventory)")
 
@@ -107,7 +121,13 @@ def _cluster_flags(kubeconfig: Path) -> list[str]:
 
 
 def kubemetrics_in_cluster(
-    kubeconfig: Path, identity: ClientIdentity, work_dir: Path, resolution_seconds: float, cpus: str, version: str
+    kubeconfig: Path,
+    identity: ClientIdentity,
+    work_dir: Path,
+    resolution_seconds: float,
+    cpus: str,
+    version: str,
+    workers: int | None = None,
 ) -> CollectorSpec:
     port = free_port()
     argv = [
@@ -121,6 +141,7 @@ def kubemetrics_in_cluster(
         f"--secure-port={port}",
         "--bind-address=127.0.0.1",
         f"--cert-dir={work_dir / 'kubemetrics-certs'}",
+        *_worker_flags(workers),
     ]
     return CollectorSpec(KUBEMETRICS, pinned(argv, cpus), port, identity, version, "Kubernetes inventory")
 

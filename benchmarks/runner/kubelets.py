@@ -11,6 +11,7 @@ happened (with keep-alive it should stay at zero after warm-up).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import ssl
@@ -31,6 +32,9 @@ from benchmarks.runner.scenarios import Scenario
 KUBELET_PORT = 10250
 DEFAULT_ADDRESS_BASE = "127.64.0.0"
 HOLLOW_WORKERS = 48
+# Nodes per simulator process: a listener and a connection each (two collectors never run at once), under
+# an open-file limit of 20,000 with room to spare.
+NODES_PER_SIMULATOR = 8000
 # The simulator's default --seed: the runner derives the Nodes it writes into etcd from the same model.
 SIMULATOR_SEED = 1
 
@@ -52,6 +56,9 @@ class SimulatorReady:
     inventory_file: Path
     address_base: ipaddress.IPv4Address
     seed: int
+    # Every simulator process's control endpoint (one per --listen-nodes range).
+    control_urls: tuple[str, ...] = ()
+    inventory_files: tuple[Path, ...] = ()
 
     def addresses(self) -> set[str]:
         return {str(node_address(self.address_base, index)) for index in range(self.nodes)}
@@ -67,6 +74,7 @@ def simulator_argv(
     kubelet_delay_seconds: float = 0.0,
     housekeeping_seconds: int = 10,
     register_nodes: bool = True,
+    listen_range: tuple[int, int] | None = None,
 ) -> list[str]:
     argv = [
         sys.executable,
@@ -81,6 +89,8 @@ def simulator_argv(
         # A fixed pod set: the collector's inventory and the load's targets stay valid all run long.
         "--churn-interval=0",
     ]
+    if listen_range is not None:
+        argv.append(f"--listen-nodes={listen_range[0]}-{listen_range[1]}")
     if kubeconfig is None:
         argv.append(f"--pods-per-node={scenario.pods_per_node}")
         if scenario.containers_per_pod is not None:
@@ -100,6 +110,13 @@ def simulator_argv(
         # Every kubelet answers this late: an emulated network round trip per request.
         argv.append(f"--fault-fraction=latency:{kubelet_delay_seconds:g}=1")
     return pinned(argv, cpus)
+
+
+def listen_ranges(nodes: int, per_process: int = NODES_PER_SIMULATOR) -> list[tuple[int, int]]:
+    """Node index ranges of equal size, one per simulator process."""
+    processes = max(1, -(-nodes // per_process))
+    size = -(-nodes // processes)
+    return [(first, min(first + size, nodes) - 1) for first in range(0, nodes, size)]
 
 
 async def wait_ready(child: Child, out_dir: Path, within_seconds: float) -> SimulatorReady:
@@ -122,7 +139,43 @@ async def wait_ready(child: Child, out_dir: Path, within_seconds: float) -> Simu
         inventory_file=Path(document["inventoryFile"]),
         address_base=ipaddress.IPv4Address(document["addressBase"]),
         seed=int(document.get("seed", 1)),
+        control_urls=(str(document["controlUrl"]),),
     )
+
+
+class SimulatorProcesses:
+    """The simulator processes of one fleet, used as one: started together, stopped together, their CPU
+    counted together, their request counts summed. The first one's files (inventory, CA) stand for all:
+    every process models the same fleet."""
+
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+        self._out_dirs: list[Path] = []
+
+    def add(self, child: Child, out_dir: Path) -> None:
+        self.children.append(child)
+        self._out_dirs.append(out_dir)
+
+    async def wait_ready(self, within_seconds: float) -> SimulatorReady:
+        readies = await asyncio.gather(
+            *(
+                wait_ready(child, out_dir, within_seconds)
+                for child, out_dir in zip(self.children, self._out_dirs, strict=True)
+            )
+        )
+        first = readies[0]
+        return dataclasses.replace(
+            first,
+            control_urls=tuple(r.control_url for r in readies),
+            inventory_files=tuple(r.inventory_file for r in readies),
+        )
+
+    def tree(self) -> list[int]:
+        return [pid for child in self.children for pid in child.tree()]
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.stop()
 
 
 async def wait_pods_served(
@@ -131,10 +184,8 @@ async def wait_pods_served(
     """Until the kubelets serve `expected` API pods (hollow mode lists them in its inventory file)."""
     deadline = time.monotonic() + within_seconds
     while True:
-        try:
-            served = len(orjson.loads(ready.inventory_file.read_bytes()).get("pods") or [])
-        except (OSError, orjson.JSONDecodeError):
-            served = 0
+        # Every process lists every pod; the slowest one counts.
+        served = min(_inventory_pods(path) for path in ready.inventory_files or (ready.inventory_file,))
         progress(served, expected)
         if served >= expected:
             return
@@ -143,12 +194,25 @@ async def wait_pods_served(
         await asyncio.sleep(2.0)
 
 
+def _inventory_pods(path: Path) -> int:
+    try:
+        return len(orjson.loads(path.read_bytes()).get("pods") or [])
+    except (OSError, orjson.JSONDecodeError):
+        return 0
+
+
 async def request_counts(session: aiohttp.ClientSession, ready: SimulatorReady) -> dict[str, dict[str, int]]:
     """Requests served so far, per node and path."""
-    async with session.get(f"{ready.control_url}/requests", timeout=aiohttp.ClientTimeout(total=60)) as response:
-        response.raise_for_status()
-        counts: dict[str, dict[str, int]] = await response.json()
-        return counts
+    counts: dict[str, dict[str, int]] = {}
+    for control_url in ready.control_urls or (ready.control_url,):
+        async with session.get(f"{control_url}/requests", timeout=aiohttp.ClientTimeout(total=60)) as response:
+            response.raise_for_status()
+            shard: dict[str, dict[str, int]] = await response.json()
+        for node, paths in shard.items():
+            merged = counts.setdefault(node, {})
+            for path, count in paths.items():
+                merged[path] = merged.get(path, 0) + count
+    return counts
 
 
 def _insecure_context() -> ssl.SSLContext:

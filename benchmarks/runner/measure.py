@@ -31,7 +31,7 @@ import orjson
 from benchmarks.runner import kubelets, procfs, promtext
 from benchmarks.runner.children import Child, pinned
 from benchmarks.runner.collectors import CollectorClient, CollectorSpec
-from benchmarks.runner.kubelets import SimulatorReady, TrafficDelta
+from benchmarks.runner.kubelets import SimulatorProcesses, SimulatorReady, TrafficDelta
 from benchmarks.runner.loadgen import LoadConfig
 from benchmarks.runner.progress import Progress
 from benchmarks.runner.scenarios import Scenario, WindowSettings
@@ -76,7 +76,7 @@ class Observations:
 class Harness:
     """The processes around the collector, and what the load generator should ask for."""
 
-    simulator: Child
+    simulator: SimulatorProcesses
     ready: SimulatorReady
     control_plane_pids: Sequence[int]
     hpa_targets: list[tuple[str, str]]

@@ -15,6 +15,7 @@ Two ways to build the cluster:
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import shutil
 import tempfile
@@ -129,30 +130,40 @@ class ScenarioRun:
 
     # ---- cluster kinds ----
 
-    async def _start_simulator(self, kubeconfig: Path | None) -> tuple[Child, kubelets.SimulatorReady]:
-        out_dir = self.work_dir / "simulator"
-        argv = kubelets.simulator_argv(
-            self.scenario,
-            out_dir,
-            self.settings.address_base,
-            self.settings.cpus.harness,
-            kubeconfig=kubeconfig,
-            kubelet_delay_seconds=self.settings.kubelet_delay_seconds,
-            housekeeping_seconds=self.settings.housekeeping_seconds,
-            register_nodes=self.settings.populate == "api",
-        )
-        needed = 3 * self.scenario.nodes + 4096
-        soft, _ = raise_open_file_limit(needed)
+    async def _start_simulator(
+        self, kubeconfig: Path | None
+    ) -> tuple[kubelets.SimulatorProcesses, kubelets.SimulatorReady]:
+        """One simulator process per `kubelets.NODES_PER_SIMULATOR` nodes, each listening for its own range of
+        the same fleet: the open-file limit is per process (each node takes a listener and a connection)."""
+        soft, _ = raise_open_file_limit(kubelets.NODES_PER_SIMULATOR * 3 + 4096)
+        ranges = kubelets.listen_ranges(self.scenario.nodes)
+        needed = 3 * max(last - first + 1 for first, last in ranges) + 256
         if soft != resource.RLIM_INFINITY and soft < needed:
-            self.notes.append(f"open-file limit {soft} is below the {needed} this scenario needs (ulimit -n)")
-        self.progress.note(f"starting {self.scenario.nodes} simulated kubelets")
-        child = Child("simulator", argv, self.work_dir)
+            self.notes.append(f"open-file limit {soft} is below the {needed} a simulator process needs (ulimit -n)")
+        shards = f" in {len(ranges)} processes" if len(ranges) > 1 else ""
+        self.progress.note(f"starting {self.scenario.nodes} simulated kubelets{shards}")
+        processes = kubelets.SimulatorProcesses()
         try:
-            ready = await kubelets.wait_ready(child, out_dir, simulator_start_timeout(self.scenario))
+            for number, listen_range in enumerate(ranges):
+                suffix = f"-{number}" if len(ranges) > 1 else ""
+                out_dir = self.work_dir / f"simulator{suffix}"
+                argv = kubelets.simulator_argv(
+                    self.scenario,
+                    out_dir,
+                    self.settings.address_base,
+                    self.settings.cpus.harness,
+                    kubeconfig=kubeconfig,
+                    kubelet_delay_seconds=self.settings.kubelet_delay_seconds,
+                    housekeeping_seconds=self.settings.housekeeping_seconds,
+                    register_nodes=self.settings.populate == "api",
+                    listen_range=listen_range if len(ranges) > 1 else None,
+                )
+                processes.add(Child(f"simulator{suffix}", argv, self.work_dir), out_dir)
+            ready = await processes.wait_ready(simulator_start_timeout(self.scenario))
         except BaseException:
-            child.stop()
+            processes.stop()
             raise
-        return child, ready
+        return processes, ready
 
     async def _run_standalone(self) -> None:
         simulator, ready = await self._start_simulator(None)
@@ -179,6 +190,7 @@ class ScenarioRun:
                 self.settings.window.resolution_seconds,
                 self.settings.cpus.collector,
                 "working tree",
+                self._workers(),
             )
             await self._measure(spec, harness)
         finally:
@@ -243,13 +255,28 @@ class ScenarioRun:
                 )
                 await self._measure(baseline, harness)
                 ours = collectors.kubemetrics_in_cluster(
-                    control_plane.admin_kubeconfig, identity, self.work_dir, resolution, cpus, "working tree"
+                    control_plane.admin_kubeconfig,
+                    identity,
+                    self.work_dir,
+                    resolution,
+                    cpus,
+                    "working tree",
+                    self._workers(),
                 )
                 await self._measure(ours, harness)
             finally:
                 simulator.stop()
         finally:
             await asyncio.to_thread(control_plane.stop)
+
+    def _workers(self) -> int | None:
+        cpus = len(self.settings.cpus.collector.split(",")) if self.settings.cpus.collector else os.cpu_count() or 1
+        workers = collectors.kubemetrics_workers(self.scenario.nodes, cpus)
+        if workers is not None:
+            self.notes.append(
+                f"kubemetrics ran {workers} workers: {collectors.NODES_PER_WORKER} connections each at most"
+            )
+        return workers
 
     @staticmethod
     def _pin(pids: list[int], cpus: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import resource
 import sys
 
 from kubemetrics import __version__
@@ -43,8 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def raise_open_file_limit() -> None:
+    """Soft open-file limit up to the hard one, as Go programs (metrics-server among them) do at start: a
+    worker holds a kubelet connection per node it scrapes, and 1024 is a common soft default."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    raise_open_file_limit()
     try:
         if args.command == "serve":
             if args.version:

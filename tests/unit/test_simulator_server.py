@@ -52,15 +52,19 @@ def client_context(ca_file: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(ca_file))
 
 
-async def start_fleet(tmp_path: Path, faults: dict[str, Fault] | None = None, **overrides: Any) -> RunningFleet:
+async def start_fleet(
+    tmp_path: Path,
+    faults: dict[str, Fault] | None = None,
+    listen_range: tuple[int, int] | None = None,
+    **overrides: Any,
+) -> RunningFleet:
     values: dict[str, Any] = {"nodes": 3, "pods_per_node": 6, "seed": 3, "origin": ORIGIN, **overrides}
     base, port = free_loopback_block()
     clock = FakeClock(ORIGIN + 100)
-    fleet = Fleet(
-        Model(SimulationParameters(**values)),
-        FleetSettings(out_dir=tmp_path, address_base=base, port=port, initial_faults=faults or {}),
-        clock=clock,
+    settings = FleetSettings(
+        out_dir=tmp_path, address_base=base, port=port, initial_faults=faults or {}, listen_range=listen_range
     )
+    fleet = Fleet(Model(SimulationParameters(**values)), settings, clock=clock)
     await fleet.start()
     connector = aiohttp.TCPConnector(ssl=client_context(fleet.ca_file))
     return RunningFleet(fleet, clock, aiohttp.ClientSession(connector=connector))
@@ -236,6 +240,29 @@ async def test_down_fault_refuses_connections_until_cleared(running: RunningFlee
 
     await running.fleet.set_fault("sim-node-0", None)
     assert (await running.get(0))[0] == 200
+
+
+async def test_with_a_listen_range_only_those_nodes_answer_and_the_inventory_still_lists_every_node(
+    tmp_path: Path,
+) -> None:
+    running = await start_fleet(tmp_path, listen_range=(1, 2), nodes=4, restart_interval=0)
+    try:
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await running.get(0)
+        assert (await running.summary(1))["node"]["nodeName"] == "sim-node-1"
+        assert (await running.summary(2))["node"]["nodeName"] == "sim-node-2"
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await running.get(3)
+        # Clearing a fault does not make a node outside the range listen.
+        await running.fleet.set_fault("sim-node-3", Fault(FaultKind.DOWN))
+        await running.fleet.set_fault("sim-node-3", None)
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await running.get(3)
+        nodes = load_inventory(running.fleet.inventory_file).nodes
+        assert sorted(nodes) == [f"sim-node-{i}" for i in range(4)]
+    finally:
+        await running.session.close()
+        await running.fleet.stop()
 
 
 async def test_inventory_file_lists_every_node_and_the_pods_that_exist_now(running: RunningFleet) -> None:

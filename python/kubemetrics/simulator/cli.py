@@ -94,6 +94,14 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         help="Node i listens on the i-th loopback address after this one, skipping .0 and .255 (default 127.1.0.0).",
     )
     fleet.add_argument(
+        "--listen-nodes",
+        type=_index_range,
+        default=None,
+        metavar="FIRST-LAST",
+        help="Listen only for the nodes with these indexes (from 0); the others are modelled but served by "
+        "another simulator process started with the same settings (default: every node).",
+    )
+    fleet.add_argument(
         "--control-port",
         type=int,
         default=0,
@@ -221,6 +229,9 @@ def config_from(args: argparse.Namespace, now: int) -> SimulateConfig:
         containers_per_pod=args.containers_per_pod,
     )
     params.validate()
+    if args.listen_nodes is not None and args.listen_nodes[0] >= params.nodes:
+        first, last = args.listen_nodes
+        raise ValueError(f"--listen-nodes={first}-{last} starts past the last node (--nodes={params.nodes})")
     if not 1 <= args.port <= 65535:
         raise ValueError(f"--port should be 1-65535, got {args.port}")
     names = [f"{params.node_name_prefix}{i}" for i in range(params.nodes)]
@@ -233,6 +244,7 @@ def config_from(args: argparse.Namespace, now: int) -> SimulateConfig:
         port=args.port,
         inventory_min_interval_seconds=args.inventory_min_interval,
         initial_faults=faults,
+        listen_range=args.listen_nodes,
     )
     hollow: HollowSettings | None = None
     if hollow_mode:
@@ -255,6 +267,17 @@ def config_from(args: argparse.Namespace, now: int) -> SimulateConfig:
         kubeconfig=Path(args.kubeconfig) if hollow_mode else None,
         hollow=hollow,
     )
+
+
+def _index_range(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition("-")
+    try:
+        low, high = int(first), int(last)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST node indexes, got {text!r}") from None
+    if not sep or low < 0 or high < low:
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST node indexes with 0 <= FIRST <= LAST, got {text!r}")
+    return low, high
 
 
 def _raise_open_file_limit(needed: int) -> None:
@@ -287,7 +310,11 @@ async def _simulate(config: SimulateConfig) -> int:
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     ready_file = settings.out_dir / READY_FILE
     ready_file.unlink(missing_ok=True)
-    _raise_open_file_limit(config.params.nodes * 3 + 256)
+    listening = config.params.nodes
+    if config.settings.listen_range is not None:
+        first, last = config.settings.listen_range
+        listening = max(0, min(last, config.params.nodes - 1) - first + 1)
+    _raise_open_file_limit(listening * 3 + 256)
 
     model = Model(config.params)
     fleet = Fleet(model, settings)
@@ -337,6 +364,7 @@ async def _simulate(config: SimulateConfig) -> int:
             "parametersFile": str(settings.out_dir / PARAMETERS_FILE),
             "origin": config.params.origin,
             "seed": config.params.seed,
+            "listenNodes": list(settings.listen_range) if settings.listen_range else None,
         }
         if hollow is not None:
             ready["apiServer"] = hollow.client.connection.server

@@ -146,7 +146,9 @@ class HollowKubelets:
         self._kubelet_version = str(version.get("gitVersion") or self._kubelet_version)
         self._registered_at = int(self.fleet.clock())
         if self.settings.register_nodes:
-            await self._for_each_node(lambda doc: self._register(doc), nodes)
+            # With --listen-nodes, each simulator process keeps the Nodes it listens for.
+            ours = [doc for index, doc in enumerate(nodes) if self.fleet.settings.listens_for(index)]
+            await self._for_each_node(lambda doc: self._register(doc), ours)
             self._tasks.append(asyncio.create_task(self._heartbeat()))
         watcher = asyncio.create_task(self._follow_pods())
         self._tasks.append(watcher)
@@ -234,7 +236,8 @@ class HollowKubelets:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_seconds)
-            await self._for_each_node(self._beat, self.model.node_names())
+            names = [n for i, n in enumerate(self.model.node_names()) if self.fleet.settings.listens_for(i)]
+            await self._for_each_node(self._beat, names)
 
     async def _beat(self, name: str) -> None:
         patch = {"status": {"conditions": self._conditions(self.fleet.clock())}}

@@ -129,6 +129,12 @@ class FleetSettings:
     # Shortest time between two inventory rewrites (churn events closer than this are batched).
     inventory_min_interval_seconds: float = 5.0
     initial_faults: dict[str, Fault] = field(default_factory=dict)
+    # Node indexes [first, last] this process listens for; None: every node. Several processes, each
+    # with its own range of the same fleet, hold more connections than one process's open-file limit.
+    listen_range: tuple[int, int] | None = None
+
+    def listens_for(self, index: int) -> bool:
+        return self.listen_range is None or self.listen_range[0] <= index <= self.listen_range[1]
 
 
 class _DateHeader:
@@ -519,6 +525,8 @@ class Fleet:
             self.kubelet(name).fault = fault
         try:
             for kubelet in self.kubelets:
+                if not settings.listens_for(kubelet.index):
+                    continue
                 if kubelet.fault is None or kubelet.fault.kind is not FaultKind.DOWN:
                     await kubelet.listen()
         except FleetError:
@@ -546,7 +554,7 @@ class Fleet:
         now_down = fault is not None and fault.kind is FaultKind.DOWN
         if now_down and not was_down:
             kubelet.stop_listening()
-        elif was_down and not now_down:
+        elif was_down and not now_down and self.settings.listens_for(kubelet.index):
             await kubelet.listen()
 
     def faults(self) -> dict[str, Fault]:
