@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import signal
 import ssl
 import sys
@@ -113,15 +114,23 @@ def _unix(timestamp: str) -> float:
     return value
 
 
+_ITEM_TIMESTAMP = re.compile(rb'"timestamp":"([^"]*)"')
+
+
 def freshness_bins(body: bytes, sent: float) -> tuple[int, dict[int, int]]:
-    """Items in a JSON list and their ages at send time (`sent` − item timestamp), binned."""
-    items = orjson.loads(body).get("items") or []
+    """Items in a PodMetricsList (JSON) and their ages at send time (`sent` − item timestamp), binned.
+
+    Only the items carry a "timestamp" key (metadata has "creationTimestamp"), and a list of 150k pods
+    holds a few dozen distinct ones: a scan of the bytes and one parse per distinct value keep this to
+    tens of milliseconds where decoding the whole document took seconds of this process's event loop,
+    delaying the requests in flight meanwhile and inflating their measured latency."""
+    if not body.lstrip().startswith(b"{") or b'"kind":"PodMetricsList"' not in body[:256]:
+        raise ValueError("not a PodMetricsList")
+    stamps = Counter(_ITEM_TIMESTAMP.findall(body))
     bins: Counter[int] = Counter()
-    for item in items:
-        stamp = item.get("timestamp")
-        if stamp:
-            bins[int(max(0.0, sent - _unix(stamp)) / FRESHNESS_BIN_SECONDS)] += 1
-    return len(items), dict(bins)
+    for stamp, count in stamps.items():
+        bins[int(max(0.0, sent - _unix(stamp.decode())) / FRESHNESS_BIN_SECONDS)] += count
+    return sum(stamps.values()), dict(bins)
 
 
 class LoadGenerator:

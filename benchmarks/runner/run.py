@@ -137,7 +137,8 @@ class ScenarioRun:
         the same fleet: the open-file limit is per process (each node takes a listener and a connection)."""
         soft, _ = raise_open_file_limit(kubelets.NODES_PER_SIMULATOR * 3 + 4096)
         ranges = kubelets.listen_ranges(self.scenario.nodes)
-        needed = 3 * max(last - first + 1 for first, last in ranges) + 256
+        # A listener and a connection per node (one collector at a time).
+        needed = 2 * max(last - first + 1 for first, last in ranges) + 256
         if soft != resource.RLIM_INFINITY and soft < needed:
             self.notes.append(f"open-file limit {soft} is below the {needed} a simulator process needs (ulimit -n)")
         shards = f" in {len(ranges)} processes" if len(ranges) > 1 else ""

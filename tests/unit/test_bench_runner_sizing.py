@@ -3,9 +3,13 @@ resolution, and the objects it writes into etcd for the baseline's cluster."""
 
 from __future__ import annotations
 
+import datetime as dt
+
+import orjson
+import pytest
 from kubemetrics.simulator.hollow import _shows_running
 
-from benchmarks.runner import cluster, collectors, etcdload, kubelets
+from benchmarks.runner import cluster, collectors, etcdload, kubelets, loadgen
 from benchmarks.runner.scenarios import CATALOGUE, Scenario, auto_resolution, simulator_cores
 
 
@@ -55,3 +59,25 @@ def test_etcd_objects_are_running_pods_on_their_nodes_and_ready_nodes() -> None:
     assert len({p["metadata"]["uid"] for p in pods}) == 6
     assert [len(p["status"]["containerStatuses"]) for p in pods] == [2] * 6
     assert "resourceVersion" not in pods[0]["metadata"]
+
+
+def test_freshness_bins_count_every_item_by_its_own_timestamp_not_the_metadata_ones() -> None:
+    def item(name: str, stamp: str) -> dict[str, object]:
+        return {
+            "metadata": {"name": name, "namespace": "a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "timestamp": stamp,
+            "window": "10.5s",
+            "containers": [{"name": "c", "usage": {"cpu": "1m", "memory": "1Ki"}}],
+        }
+
+    items = [item("p1", "2026-11-27T10:00:00Z"), item("p2", "2026-11-27T10:00:05Z"), item("p3", "2026-11-27T10:00:05Z")]
+    body = orjson.dumps(
+        {"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items}
+    )
+    sent = dt.datetime(2026, 11, 27, 10, 0, 10, tzinfo=dt.UTC).timestamp()
+    count, bins = loadgen.freshness_bins(body, sent)
+    assert count == 3
+    # 10 s and 5 s old, in bins of FRESHNESS_BIN_SECONDS.
+    assert bins == {int(10 / loadgen.FRESHNESS_BIN_SECONDS): 1, int(5 / loadgen.FRESHNESS_BIN_SECONDS): 2}
+    with pytest.raises(ValueError):
+        loadgen.freshness_bins(b"<html>502</html>", sent)
