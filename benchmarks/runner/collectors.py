@@ -88,27 +88,29 @@ def kubemetrics_workers(nodes: int, cpus: int) -> int | None:
     return needed if needed > cpus else None
 
 
-def _worker_flags(workers: int | None) -> list[str]:
-    return [f"--workers={workers}"] if workers else []
+def _kubemetrics_argv(
+    inventory_flags: list[str], port: int, work_dir: Path, resolution_seconds: float, workers: int | None
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "kubemetrics",
+        "serve",
+        *inventory_flags,
+        *_KUBELET_FLAGS,
+        *_resolution_flags(resolution_seconds),
+        f"--secure-port={port}",
+        "--bind-address=127.0.0.1",
+        f"--cert-dir={work_dir / 'kubemetrics-certs'}",
+        *([f"--workers={workers}"] if workers else []),
+    ]
 
 
 def kubemetrics_standalone(
     inventory_file: Path, work_dir: Path, resolution_seconds: float, cpus: str, version: str, workers: int | None = None
 ) -> CollectorSpec:
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "kubemetrics",
-        "serve",
-        f"--inventory-file={inventory_file}",
-        *_KUBELET_FLAGS,
-        *_resolution_flags(resolution_seconds),
-        f"--secure-port={port}",
-        "--bind-address=127.0.0.1",
-        f"--cert-dir={work_dir / 'kubemetrics-certs'}",
-        *_worker_flags(workers),
-    ]
+    argv = _kubemetrics_argv([f"--inventory-file={inventory_file}"], port, work_dir, resolution_seconds, workers)
     return CollectorSpec(KUBEMETRICS, pinned(argv, cpus), port, None, version, "standalone (static inventory)")
 
 
@@ -130,19 +132,7 @@ def kubemetrics_in_cluster(
     workers: int | None = None,
 ) -> CollectorSpec:
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "kubemetrics",
-        "serve",
-        *_cluster_flags(kubeconfig),
-        *_KUBELET_FLAGS,
-        *_resolution_flags(resolution_seconds),
-        f"--secure-port={port}",
-        "--bind-address=127.0.0.1",
-        f"--cert-dir={work_dir / 'kubemetrics-certs'}",
-        *_worker_flags(workers),
-    ]
+    argv = _kubemetrics_argv(_cluster_flags(kubeconfig), port, work_dir, resolution_seconds, workers)
     return CollectorSpec(KUBEMETRICS, pinned(argv, cpus), port, identity, version, "Kubernetes inventory")
 
 
