@@ -3,16 +3,14 @@ by pod annotations, and the per-node scrape log. These run everywhere (loopback 
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import random
 import re
-import socket
 import ssl
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from harness import free_loopback_block
 from kubemetrics.simulator.apipods import ApiPods
 from kubemetrics.simulator.control import start_control
 from kubemetrics.simulator.model import Model, SimulationParameters
@@ -120,21 +118,8 @@ def test_raising_the_restart_count_restarts_the_container_from_the_next_second()
     )
 
 
-def _free_block() -> tuple[ipaddress.IPv4Address, int]:
-    for _ in range(50):
-        base = ipaddress.IPv4Address(f"127.{random.randint(100, 250)}.{random.randint(0, 255)}.0")
-        port = random.randint(20000, 60000)
-        with socket.socket() as sock:
-            try:
-                sock.bind((str(base + 1), port))
-            except OSError:
-                continue
-        return base, port
-    raise RuntimeError("no free loopback address/port found")
-
-
 async def test_every_scrape_is_logged_with_its_client_status_and_sample_second(tmp_path: Path) -> None:
-    base, port = _free_block()
+    base, port = free_loopback_block((100, 250))
     clock_now = [float(ORIGIN + 100)]
     fleet = Fleet(
         _model(restart_interval=0, housekeeping_interval=1),
