@@ -1,16 +1,31 @@
 """Hollow mode without an API server: quantities parse exactly, API pods use what their annotations
-ask for with a counter that integrates rate changes, and the nodes count them in their own totals."""
+ask for with a counter that integrates rate changes, and the nodes count them in their own totals. Then
+against a fake API server: a simulator process with --listen-nodes keeps, runs and binds to only its own
+nodes' pods, and the paged list drops what its caller does not keep page by page."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
+from kubemetrics.inventory.kubeconfig import ApiServerConfig
 from kubemetrics.simulator.apipods import ApiPods, requested_usage
+from kubemetrics.simulator.hollow import HollowKubelets, HollowSettings
+from kubemetrics.simulator.kubeapi import KubeClient
 from kubemetrics.simulator.model import Model, SimulationParameters
 from kubemetrics.simulator.quantity import QuantityError, cpu_nanocores, memory_bytes, parse_quantity
 from kubemetrics.simulator.summary import SummaryRenderer
+from test_simulator_server import start_fleet
 
 MI = 1024 * 1024
 
@@ -143,3 +158,224 @@ def test_the_summary_lists_api_pods_as_they_come_and_go() -> None:
     pods.remove("a", now=1_000_101.5)
     assert json.loads(renderer.render(1_000_101, full=False))["pods"][0]["podRef"]["uid"] == "a"
     assert json.loads(renderer.render(1_000_102, full=False))["pods"] == []
+
+
+# --------------------------------------------------------------------------------------------
+# A fake kube-apiserver: pods (listed in pages, watched, bound, their status written) and Nodes
+
+
+def api_pod(uid: str, node: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": [{"name": "app", "image": "registry.example/web:1.0"}]}
+    if node is not None:
+        spec["nodeName"] = node
+    return {
+        "metadata": {"uid": uid, "namespace": "ns", "name": f"pod-{uid}", "annotations": {}},
+        "spec": spec,
+        "status": {"phase": "Pending"},
+    }
+
+
+@dataclass
+class FakeKubeApi:
+    """`pods` listed in pages of the request's limit (the continue token is the next offset), a watch that
+    streams what `emit` sends, bindings refused with 409 once a pod is bound, and every list request,
+    binding, pod status write and Node registration recorded."""
+
+    pods: list[dict[str, Any]]
+    list_requests: list[dict[str, str]] = field(default_factory=list)
+    bindings: dict[str, str] = field(default_factory=dict)
+    status_writes: list[str] = field(default_factory=list)
+    registered: list[str] = field(default_factory=list)
+    deregistered: list[str] = field(default_factory=list)
+    watches: list[asyncio.Queue[bytes | None]] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/version", self._version)
+        app.router.add_get("/api/v1/pods", self._pods)
+        app.router.add_post("/api/v1/namespaces/{namespace}/pods/{name}/binding", self._bind)
+        app.router.add_patch("/api/v1/namespaces/{namespace}/pods/{name}/status", self._pod_status)
+        app.router.add_post("/api/v1/nodes", self._register)
+        app.router.add_patch("/api/v1/nodes/{name}", self._ok)
+        app.router.add_patch("/api/v1/nodes/{name}/status", self._ok)
+        app.router.add_delete("/api/v1/nodes/{name}", self._deregister)
+        return app
+
+    def emit(self, kind: str, pod: dict[str, Any]) -> None:
+        if kind == "ADDED":
+            self.pods.append(pod)
+        line = json.dumps({"type": kind, "object": pod}).encode() + b"\n"
+        for queue in self.watches:
+            queue.put_nowait(line)
+
+    def end_watches(self) -> None:
+        for queue in self.watches:
+            queue.put_nowait(None)
+
+    def _pod(self, name: str) -> dict[str, Any]:
+        return next(p for p in self.pods if p["metadata"]["name"] == name)
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return web.json_response({"gitVersion": "v1.34.0"})
+
+    async def _ok(self, request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    async def _pods(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("watch"):
+            return await self._watch(request)
+        self.list_requests.append(dict(request.query))
+        start = int(request.query.get("continue", "0"))
+        end = start + int(request.query["limit"])
+        metadata = {"resourceVersion": "7"}
+        if end < len(self.pods):
+            metadata["continue"] = str(end)
+        return web.json_response({"kind": "PodList", "metadata": metadata, "items": self.pods[start:end]})
+
+    async def _watch(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.watches.append(queue)
+        try:
+            while (line := await queue.get()) is not None:
+                await response.write(line)
+        finally:
+            self.watches.remove(queue)
+        return response
+
+    async def _bind(self, request: web.Request) -> web.Response:
+        binding = await request.json()
+        pod = self._pod(request.match_info["name"])
+        if pod["spec"].get("nodeName"):
+            message = f"pod {request.match_info['name']} is already assigned to node {pod['spec']['nodeName']}"
+            return web.json_response({"kind": "Status", "code": 409, "message": message}, status=409)
+        pod["spec"]["nodeName"] = self.bindings[request.match_info["name"]] = binding["target"]["name"]
+        self.emit("MODIFIED", pod)
+        return web.json_response({"kind": "Status", "status": "Success"}, status=201)
+
+    async def _pod_status(self, request: web.Request) -> web.Response:
+        patch = await request.json()
+        self.status_writes.append(request.match_info["name"])
+        pod = self._pod(request.match_info["name"])
+        pod["status"] = patch["status"]
+        return web.json_response(pod)
+
+    async def _register(self, request: web.Request) -> web.Response:
+        node = await request.json()
+        self.registered.append(node["metadata"]["name"])
+        return web.json_response(node, status=201)
+
+    async def _deregister(self, request: web.Request) -> web.Response:
+        self.deregistered.append(request.match_info["name"])
+        return web.json_response({})
+
+
+@contextlib.asynccontextmanager
+async def kube_client(fake: FakeKubeApi) -> AsyncIterator[KubeClient]:
+    """Runs `fake` on loopback and yields a client of it (plain HTTP, no credentials)."""
+    runner = web.AppRunner(fake.app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    client = KubeClient(ApiServerConfig(server=f"http://127.0.0.1:{runner.addresses[0][1]}"))
+    try:
+        yield client
+    finally:
+        await client.close()
+        fake.end_watches()
+        await runner.cleanup()
+
+
+async def eventually(predicate: Callable[[], object], what: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out after {within:g}s waiting for {what}")
+
+
+async def test_list_all_applies_keep_to_each_page_before_asking_for_the_next(tmp_path: Path) -> None:
+    fake = FakeKubeApi([api_pod(str(n)) for n in range(7)])
+    judged_after_pages: list[int] = []
+
+    def keep(pod: dict[str, Any]) -> bool:
+        judged_after_pages.append(len(fake.list_requests))
+        return int(pod["metadata"]["uid"]) % 3 == 0
+
+    async with kube_client(fake) as client:
+        items, version = await client.list_all("/api/v1/pods", page_size=3, keep=keep)
+        everything, _ = await client.list_all("/api/v1/pods", page_size=3)
+
+    assert [item["metadata"]["uid"] for item in items] == ["0", "3", "6"]
+    assert version == "7"
+    # Each page's items are judged as the page arrives (not all once the last page is in).
+    assert judged_after_pages == [1, 1, 1, 2, 2, 2, 3]
+    assert [r.get("continue") for r in fake.list_requests] == [None, "3", "6"] * 2
+    assert len(everything) == 7
+
+
+async def test_a_listen_range_keeps_runs_and_binds_to_only_its_own_nodes_pods(tmp_path: Path) -> None:
+    running = await start_fleet(tmp_path, listen_range=(1, 2), nodes=4, pods_per_node=0)
+    node = running.fleet.model.node_name
+    # One pod on each simulated node, and one on a node of the cluster that is no simulated one.
+    fake = FakeKubeApi([api_pod(uid, node(n)) for n, uid in enumerate("abcd")] + [api_pod("e", "real-node")])
+    try:
+        async with kube_client(fake) as client:
+            hollow = HollowKubelets(running.fleet, client, HollowSettings(deregister_on_exit=True))
+            await hollow.start()
+            try:
+                await eventually(lambda: len(fake.status_writes) >= 2, "pods b and c reported running")
+                assert sorted(hollow._cache) == ["b", "c"]
+                assert sorted(hollow.pods.running_uids()) == ["b", "c"]
+                assert +hollow._load == Counter({1: 1, 2: 1})
+
+                await eventually(lambda: fake.watches, "the pod watch")
+                fake.emit("ADDED", api_pod("f", node(3)))
+                fake.emit("ADDED", api_pod("g", node(2)))
+                # Pending: bound to our least loaded node (1), not to a node of another range.
+                fake.emit("ADDED", api_pod("h"))
+                await eventually(lambda: {"pod-g", "pod-h"} <= {*fake.status_writes}, "pods g and h reported running")
+
+                assert fake.bindings == {"pod-h": node(1)}
+                assert sorted(fake.status_writes) == ["pod-b", "pod-c", "pod-g", "pod-h"]
+                assert sorted(hollow._cache) == ["b", "c", "g", "h"]
+                assert sorted(hollow.pods.running_uids()) == ["b", "c", "g", "h"]
+                assert +hollow._load == Counter({1: 2, 2: 2})
+                assert [p["nodeName"] for p in hollow.inventory_pods()] == [node(1), node(2), node(2), node(1)]
+            finally:
+                await hollow.stop()
+        assert sorted(fake.registered) == sorted(fake.deregistered) == [node(1), node(2)]
+    finally:
+        await running.session.close()
+        await running.fleet.stop()
+
+
+async def test_a_pending_pod_another_process_binds_is_forgotten(tmp_path: Path) -> None:
+    running = await start_fleet(tmp_path, listen_range=(0, 0), nodes=2, pods_per_node=0)
+    node = running.fleet.model.node_name
+    # Only node 1 matches: this process (node 0) cannot bind it, another one (node 1) will.
+    pending = api_pod("p")
+    pending["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node(1)}
+    fake = FakeKubeApi([pending])
+    try:
+        async with kube_client(fake) as client:
+            hollow = HollowKubelets(running.fleet, client, HollowSettings(register_nodes=False))
+            await hollow.start()
+            try:
+                assert sorted(hollow._cache) == ["p"]
+                await eventually(lambda: fake.watches, "the pod watch")
+                pending["spec"]["nodeName"] = node(1)
+                fake.emit("MODIFIED", pending)
+                await eventually(lambda: not hollow._cache, "the pod forgotten")
+                await asyncio.sleep(0.1)
+                assert fake.bindings == {}
+                assert fake.status_writes == []
+                assert hollow.pods.running_uids() == []
+                assert +hollow._load == Counter()
+            finally:
+                await hollow.stop()
+    finally:
+        await running.session.close()
+        await running.fleet.stop()

@@ -9,7 +9,7 @@ What a kubelet (and, for binding, a scheduler) would do, done through the API on
   (lastHeartbeatTime), which keeps a node-lifecycle controller content; no Lease is kept.
 - **Scheduling.** A Pending pod without spec.nodeName is bound (pods/binding) to the least loaded
   simulated node whose labels match its nodeSelector, ties broken round-robin. Taints, affinity and
-  resources are not considered.
+  resources are not considered. With --listen-nodes, a process binds only to the nodes it listens for.
 - **Running.** A pod bound to a simulated node is started at once: its status becomes Running with
   every condition True, a startTime, a loopback pod IP and running container statuses. The node's
   kubelet endpoint then serves it (apipods.py: usage from the pod's annotations).
@@ -17,7 +17,9 @@ What a kubelet (and, for binding, a scheduler) would do, done through the API on
   as a kubelet does once its containers have stopped.
 
 Pods are followed with one list + watch over all namespaces; each pod is reconciled by its UID from
-the newest object seen, one worker at a time per pod.
+the newest object seen, one worker at a time per pod. Only the pods a process looks after are kept: those
+bound to a node it listens for (--listen-nodes: several processes share a fleet, each serving its range)
+and those still to be bound; the others are dropped as they arrive, page by page in a list.
 """
 
 from __future__ import annotations
@@ -121,6 +123,8 @@ class HollowKubelets:
         fleet.extra_inventory_pods = self.inventory_pods
         self._node_index = {name: index for index, name in enumerate(self.model.node_names())}
         self._node_labels: list[dict[str, str]] = []
+        # The nodes this process listens for (all without --listen-nodes): the only ones it binds to.
+        self._bindable: list[int] = []
         self._cache: dict[str, dict[str, Any]] = {}
         self._queue = _UidQueue()
         self._retries: dict[str, float] = {}
@@ -142,6 +146,7 @@ class HollowKubelets:
         nodes = inventory_document(self.model, self.fleet.settings.address_base, self.fleet.settings.port, 0)["nodes"]
         assert isinstance(nodes, list)
         self._node_labels = [dict(node["labels"]) for node in nodes]
+        self._bindable = [index for index in range(len(nodes)) if self.fleet.settings.listens_for(index)]
         version = await self.client.request("GET", "/version")
         self._kubelet_version = str(version.get("gitVersion") or self._kubelet_version)
         self._registered_at = int(self.fleet.clock())
@@ -169,7 +174,8 @@ class HollowKubelets:
                 await task
         self._tasks.clear()
         if self.settings.deregister_on_exit and self.settings.register_nodes:
-            names = self.model.node_names()
+            # Only the Nodes this process registered: with --listen-nodes the others are other processes'.
+            names = [n for i, n in enumerate(self.model.node_names()) if self.fleet.settings.listens_for(i)]
             await self._for_each_node(self._deregister, names)
         await self.client.close()
 
@@ -249,28 +255,37 @@ class HollowKubelets:
     # ---- pods: following ----
 
     def _ours(self, pod: dict[str, Any]) -> bool:
+        """Whether this process looks after `pod`: bound to a node it listens for, or not bound yet (every
+        process may bind it). Only such pods are cached, run and counted in the load."""
         node = (pod.get("spec") or {}).get("nodeName")
-        return not node or node in self._node_index
+        if not node:
+            return True
+        index = self._node_index.get(node)
+        return index is not None and self.fleet.settings.listens_for(index)
 
     def _observe(self, pod: dict[str, Any]) -> None:
         uid = pod["metadata"]["uid"]
-        if self._ours(pod):
-            self._cache[uid] = pod
-            node = pod["spec"].get("nodeName")
-            phase = (pod.get("status") or {}).get("phase")
-            if node and phase not in ("Succeeded", "Failed"):
-                self._assign(uid, self._node_index[node])
-            elif node:
-                self._assign(uid, None)
-        else:
-            self._cache.pop(uid, None)
+        if not self._ours(pod):
+            # Another process's pod (or another cluster node's): drop whatever was known of it, e.g. a
+            # pending pod it won the binding of.
+            self._forget(uid)
+            return
+        self._cache[uid] = pod
+        node = pod["spec"].get("nodeName")
+        phase = (pod.get("status") or {}).get("phase")
+        if node and phase not in ("Succeeded", "Failed"):
+            self._assign(uid, self._node_index[node])
+        elif node:
             self._assign(uid, None)
         self._queue.add(uid)
 
     def _forget(self, uid: str) -> None:
-        self._cache.pop(uid, None)
+        cached = self._cache.pop(uid, None)
         self._assign(uid, None)
-        self._queue.add(uid)
+        # Reconciling undoes what was done for it; a pod never cached nor run (not ours) needs nothing,
+        # which spares the workers the events of every other pod of the cluster.
+        if cached is not None or self.pods.get(uid) is not None:
+            self._queue.add(uid)
 
     def _assign(self, uid: str, node: int | None) -> None:
         previous = self._assigned.pop(uid, None)
@@ -284,8 +299,11 @@ class HollowKubelets:
         failures = 0
         while True:
             try:
-                items, version = await self.client.list_all(_PODS)
+                # Only our pods: the others are dropped page by page and never held all at once.
+                items, version = await self.client.list_all(_PODS, keep=self._ours)
                 listed = {item["metadata"]["uid"] for item in items}
+                # What is cached or running and not listed as ours is gone, or (a pod cached while pending)
+                # was bound to another process's node meanwhile: forgetting it is right either way.
                 for uid in [uid for uid in self._cache if uid not in listed]:
                     self._forget(uid)
                 for uid in [uid for uid in self.pods.running_uids() if uid not in listed]:
@@ -430,16 +448,26 @@ class HollowKubelets:
             await self.client.request("POST", path, binding)
         except ApiError as err:
             if err.status == 409:
-                return  # bound meanwhile (by us or another scheduler): its MODIFIED event follows
+                # Bound meanwhile (by us, another simulator process or another scheduler): the API server
+                # binds a pod once and refuses any later binding with 409 Conflict. Its MODIFIED event
+                # follows and says whether the node is ours.
+                return
             raise
-        self._assign(metadata["uid"], target)
+        if metadata["uid"] in self._cache:  # not forgotten (deleted) while the binding was on its way
+            self._assign(metadata["uid"], target)
         log.info("pod %s bound to %s", self._describe(metadata["uid"]), name)
 
     def _pick_node(self, selector: dict[str, str]) -> int | None:
+        """The least loaded of our nodes matching `selector`. Only our nodes: the load of the others (their
+        pods are not ours) is not known here. With --listen-nodes every process sees each pending pod and
+        may bind it to one of its own nodes; that is fine, as the first binding wins and the others get 409
+        Conflict (see _bind). Which process wins is a race, so the ranges are not balanced against each
+        other, only the nodes within each range."""
         count = len(self._node_labels)
         best: tuple[int, int] | None = None
         chosen = None
-        for index, labels in enumerate(self._node_labels):
+        for index in self._bindable:
+            labels = self._node_labels[index]
             if any(labels.get(key) != value for key, value in selector.items()):
                 continue
             rank = (self._load[index], (index - self._cursor) % count)

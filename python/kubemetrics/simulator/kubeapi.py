@@ -6,7 +6,7 @@ same kubeconfig loader as the front's inventory (kubemetrics.inventory.kubeconfi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -76,13 +76,20 @@ class KubeClient:
             raise ApiError(method, url, status, str(message or raw[:300].decode(errors="replace")))
         return decoded if isinstance(decoded, dict) else {}
 
-    async def list_all(self, path: str, page_size: int = 500) -> tuple[list[dict[str, Any]], str]:
-        """Every item of a collection (paged) and the list's resourceVersion."""
+    async def list_all(
+        self, path: str, page_size: int = 500, keep: Callable[[dict[str, Any]], bool] | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every item of a collection (paged) and the list's resourceVersion. With `keep`, only the items
+        it accepts: the others are dropped with their page, so a caller that wants a small part of a big
+        collection never holds more than one page of the rest."""
         items: list[dict[str, Any]] = []
         params = {"limit": str(page_size)}
         while True:
             page = await self.request("GET", path, params=params)
-            items.extend(page.get("items") or [])
+            batch: list[dict[str, Any]] = page.pop("items", None) or []
+            items.extend(batch if keep is None else [item for item in batch if keep(item)])
+            # The dropped items go now, not once the next page has arrived beside them.
+            del batch
             metadata = page.get("metadata") or {}
             token = metadata.get("continue")
             if not token:
