@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,11 +15,13 @@ from pathlib import Path
 from kubemetrics.options import parse_duration
 
 from benchmarks.runner import report
-from benchmarks.runner.children import CpuPlan
-from benchmarks.runner.kubelets import DEFAULT_ADDRESS_BASE
+from benchmarks.runner.children import HARNESS_OOM_SCORE_ADJ, CpuPlan, set_oom_score_adj
+from benchmarks.runner.cluster import ClusterError
+from benchmarks.runner.kubelets import DEFAULT_ADDRESS_BASE, SimulatorError
 from benchmarks.runner.progress import Progress
 from benchmarks.runner.run import BASELINES, POPULATE, RunSettings, run_scenario
 from benchmarks.runner.scenarios import SCENARIOS, Scenario, WindowSettings, auto_resolution, simulator_cores
+from benchmarks.runner.watch import HarnessProcessExited
 
 # Rates measured on the 2-core development machine (benchmarks/README.md), for --list's estimates: 7,000
 # API pods were all Running 155 s after the first was created (the hollow kubelets' status writes are the
@@ -28,6 +31,8 @@ API_PODS_RUNNING_PER_SECOND = 45.0
 NODES_REGISTERED_PER_SECOND = 100.0
 # Nodes and Running pods written into etcd (etcdload.py): 10,200 objects in 3 s.
 ETCD_OBJECTS_PER_SECOND = 3000.0
+# The scenario cannot go on: the control plane or the simulated kubelets failed (not a collector).
+HARNESS_FAILURES = (HarnessProcessExited, ClusterError, SimulatorError)
 
 
 def _seconds(text: str) -> float:
@@ -177,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     import uvloop
 
+    # The runner is harness too (children inherit this; the collector sets its own 1000): with the control
+    # plane and the simulators lowered, it would otherwise be the OOM killer's pick while no collector runs.
+    set_oom_score_adj(os.getpid(), HARNESS_OOM_SCORE_ADJ)
     try:
         return uvloop.run(_run_all(scenarios, settings, args.resolution, Progress(quiet=args.quiet)))
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -195,7 +203,11 @@ async def _run_all(
     failed = False
     for scenario in scenarios:
         window = window_for(scenario, settings.window, resolution)
-        document = await run_scenario(scenario, dataclasses.replace(settings, window=window), progress)
+        try:
+            document = await run_scenario(scenario, dataclasses.replace(settings, window=window), progress)
+        except HARNESS_FAILURES as err:
+            progress.error(f"scenario {scenario.name} failed: {err}")
+            return 1
         print(report.markdown(document), flush=True)
         # A baseline that cannot run a scenario is a result; kubemetrics failing is a failure.
         ours = document["collectors"].get("kubemetrics") or {}

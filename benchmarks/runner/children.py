@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
+import re
 import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -22,6 +24,13 @@ from benchmarks.runner import procfs
 
 STOP_GRACE_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
+# When memory runs out, the kernel's OOM killer kills the process with the highest badness: its memory plus
+# oom_score_adj thousandths of the machine's. The collector under test is to be that process, not the
+# control plane, the simulated kubelets or the runner (a lost harness loses the whole run).
+COLLECTOR_OOM_SCORE_ADJ = 1000
+HARNESS_OOM_SCORE_ADJ = -500
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +86,83 @@ def raise_open_file_limit(needed: int) -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def _oom_score_adj_file(pid: int | str) -> Path:
+    return Path("/proc") / str(pid) / "oom_score_adj"
+
+
+def read_oom_score_adj(pid: int) -> int | None:
+    try:
+        return int(_oom_score_adj_file(pid).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def set_oom_score_adj(pid: int, value: int) -> bool:
+    """Write /proc/<pid>/oom_score_adj; if that fails, log why and go on. Lowering it needs CAP_SYS_RESOURCE,
+    which a container's root may lack: the collector's 1000 alone still makes it the OOM killer's pick."""
+    try:
+        _oom_score_adj_file(pid).write_text(f"{value}\n")
+    except OSError as err:
+        needs = " (lowering it needs CAP_SYS_RESOURCE)" if value < 0 and isinstance(err, PermissionError) else ""
+        log.warning("could not set oom_score_adj %d for pid %d: %s%s", value, pid, err, needs)
+        return False
+    return True
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGTERM when the runner dies without stopping it (its own session keeps it
     out of reach of a terminal's Ctrl-C)."""
     if sys.platform == "linux":
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _before_exec(oom_score_adj: int | None) -> Callable[[], None]:
+    """The child's set-up before exec: die with the runner, and take `oom_score_adj`, which every process it
+    forks inherits (kubemetrics' workers), however early it forks them."""
+
+    def prepare() -> None:
+        _die_with_parent()
+        if oom_score_adj is not None:
+            with contextlib.suppress(OSError):
+                _oom_score_adj_file("self").write_text(str(oom_score_adj))
+
+    return prepare
+
+
+def _kernel_oom_kill(pid: int) -> str | None:
+    """The kernel's "Killed process <pid> (...)" line, if `dmesg` can be read and has one."""
+    try:
+        kernel_log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    killed = re.compile(rf"Killed process {pid}\b")
+    lines = [line for line in kernel_log.splitlines() if killed.search(line)]
+    return re.sub(r"^\[[^]]*\]\s*", "", lines[-1]) if lines else None
+
+
+def exit_status(pid: int, returncode: int) -> str:
+    """How a process ended, from its `Popen.returncode` (negative: the signal that killed it). The runner
+    sends SIGKILL only to what it is stopping, so a SIGKILL before that is, most likely, the OOM killer."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    if -returncode != signal.SIGKILL:
+        return f"killed by {name}"
+    oom_kill = _kernel_oom_kill(pid)
+    if oom_kill is not None:
+        return f"killed by SIGKILL: the kernel's OOM killer killed it, out of memory (dmesg: {oom_kill})"
+    return "killed by SIGKILL: likely by the kernel's OOM killer, out of memory (dmesg does not confirm it)"
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 class Child:
@@ -96,6 +177,7 @@ class Child:
         *,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        oom_score_adj: int | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -108,7 +190,7 @@ class Child:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_before_exec(oom_score_adj),
                 env={**os.environ, **(env or {})},
                 cwd=cwd,
             )
@@ -117,6 +199,9 @@ class Child:
             raise
         self.started = time.time()
         self.descendants: dict[int, int] = {}
+        if oom_score_adj is not None and read_oom_score_adj(self.pid) != oom_score_adj:
+            # The child could not set it itself (or is already gone): try from here, and log if that fails.
+            set_oom_score_adj(self.pid, oom_score_adj)
 
     @property
     def pid(self) -> int:
@@ -138,14 +223,10 @@ class Child:
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
             self._log.flush()
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def failure(self, what: str) -> str:
-        state = "running" if self.alive() else f"exited with code {self.process.returncode}"
+        state = "running" if self.alive() else exit_status(self.pid, self.process.returncode)
         return f"{self.name} (pid {self.pid}, {state}) {what}; last lines of {self.log_path}:\n{self.log_tail()}"
 
     def signal(self, signum: signal.Signals) -> None:

@@ -27,8 +27,9 @@ from typing import Any
 from kubemetrics.inventory.kubeconfig import load_kubeconfig
 from kubemetrics.simulator.kubeapi import ApiError, KubeClient
 
-from benchmarks.runner.children import pin_running
+from benchmarks.runner.children import HARNESS_OOM_SCORE_ADJ, pin_running, set_oom_score_adj
 from benchmarks.runner.scenarios import Scenario
+from benchmarks.runner.watch import WatchedProcess
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTROL_PLANE_SCRIPT = REPO_ROOT / "scripts" / "control-plane" / "control_plane.py"
@@ -74,6 +75,10 @@ class ControlPlaneHandle:
     process_ids: list[int]
     _cluster: Any
 
+    def watched(self) -> list[WatchedProcess]:
+        """etcd, kube-apiserver and kube-controller-manager, to fail a scenario at once if one exits."""
+        return [WatchedProcess(p.name, p.process, Path(p.log_path)) for p in self._cluster.processes]
+
     def stop(self) -> None:
         self._cluster.stop()
 
@@ -89,6 +94,8 @@ def start_control_plane(run_dir: Path, harness_cpus: str) -> ControlPlaneHandle:
     pids = [int(process.pid) for process in cluster.processes]
     for pid in pids:
         pin_running(pid, harness_cpus)
+        # kube-apiserver is the largest process of a big run: memory running out must kill the collector.
+        set_oom_score_adj(pid, HARNESS_OOM_SCORE_ADJ)
     return ControlPlaneHandle(
         admin_kubeconfig=Path(cluster.admin_kubeconfig),
         apiserver_url=str(cluster.apiserver_url),

@@ -28,6 +28,7 @@ from kubemetrics.simulator.addresses import node_address
 
 from benchmarks.runner.children import Child, pinned
 from benchmarks.runner.scenarios import Scenario
+from benchmarks.runner.watch import WatchedProcess
 
 KUBELET_PORT = 10250
 DEFAULT_ADDRESS_BASE = "127.64.0.0"
@@ -172,6 +173,9 @@ class SimulatorProcesses:
 
     def tree(self) -> list[int]:
         return [pid for child in self.children for pid in child.tree()]
+
+    def watched(self) -> list[WatchedProcess]:
+        return [WatchedProcess.of(child) for child in self.children]
 
     def stop(self) -> None:
         for child in self.children:

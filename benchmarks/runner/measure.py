@@ -29,7 +29,7 @@ import aiohttp
 import orjson
 
 from benchmarks.runner import kubelets, procfs, promtext
-from benchmarks.runner.children import Child, pinned
+from benchmarks.runner.children import COLLECTOR_OOM_SCORE_ADJ, Child, pinned
 from benchmarks.runner.collectors import CollectorClient, CollectorSpec
 from benchmarks.runner.kubelets import SimulatorProcesses, SimulatorReady, TrafficDelta
 from benchmarks.runner.loadgen import LoadConfig
@@ -38,6 +38,7 @@ from benchmarks.runner.scenarios import Scenario, WindowSettings
 
 SAMPLE_INTERVAL_SECONDS = 2.0
 LISTEN_TIMEOUT_SECONDS = 120.0
+_MIB = 1024 * 1024
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Observations:
     seconds_to_listen: float | None = None
     seconds_to_all_nodes: float | None = None
     nodes_served_before_window: int = 0
+    # Largest RSS of the collector's tree seen at the warm-up's polls (the window has its own samples).
+    warmup_peak_rss_bytes: int = 0
     window_start: float = 0.0
     window_end: float = 0.0
     collector_samples: list[procfs.TreeSample] = field(default_factory=list)
@@ -70,6 +73,17 @@ class Observations:
     @property
     def window_seconds(self) -> float:
         return self.window_end - self.window_start
+
+    def peak_memory(self) -> str:
+        """What was seen of the collector's memory, for a failure: "" when nothing was."""
+        seen = []
+        if self.warmup_peak_rss_bytes:
+            seen.append(f"peak RSS {self.warmup_peak_rss_bytes / _MIB:,.0f} MiB during warm-up")
+        if self.collector_samples:
+            rss = max(sample.rss_bytes for sample in self.collector_samples)
+            pss = max(sample.pss_bytes for sample in self.collector_samples)
+            seen.append(f"peak RSS {rss / _MIB:,.0f} MiB, PSS {pss / _MIB:,.0f} MiB in the window")
+        return "; ".join(seen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +164,9 @@ async def _warm_up(
     served = 0
     while True:
         if not child.alive():
-            raise RuntimeError(child.failure("exited during warm-up"))
+            raise RuntimeError(child.failure(_with_memory("exited during warm-up", observations)))
+        rss = procfs.rss_bytes(child.tree())
+        observations.warmup_peak_rss_bytes = max(observations.warmup_peak_rss_bytes, rss)
         elapsed = time.time() - started
         if observations.seconds_to_all_nodes is None:
             served = await client.nodes_served()
@@ -168,6 +184,11 @@ async def _warm_up(
     observations.nodes_served_before_window = scenario.nodes if observations.seconds_to_all_nodes else served
 
 
+def _with_memory(what: str, observations: Observations) -> str:
+    memory = observations.peak_memory()
+    return f"{what} ({memory})" if memory else what
+
+
 async def _read_metrics(client: CollectorClient, observations: Observations) -> None:
     text = await client.self_metrics()
     observations.self_metrics.append((time.time(), promtext.parse(text)))
@@ -181,7 +202,10 @@ async def measure(
     progress: Progress,
 ) -> Observations:
     observations = Observations(spec.name, spec)
-    collector = Child(spec.name, spec.argv, harness.work_dir, cwd=harness.work_dir)
+    # The one the OOM killer is to pick when memory runs out (a collector failure, not a lost run).
+    collector = Child(
+        spec.name, spec.argv, harness.work_dir, cwd=harness.work_dir, oom_score_adj=COLLECTOR_OOM_SCORE_ADJ
+    )
     observations.started_wall = collector.started
     observations.log_path = str(collector.log_path)
     client = CollectorClient(spec)
@@ -230,7 +254,9 @@ async def _window(
             if now >= end:
                 break
             if not collector.alive():
-                raise RuntimeError(collector.failure("exited during the measurement window"))
+                raise RuntimeError(
+                    collector.failure(_with_memory("exited during the measurement window", observations))
+                )
             await asyncio.sleep(min(SAMPLE_INTERVAL_SECONDS, end - now))
             _sample(collector, harness, load, observations)
             if time.time() >= next_metrics and time.time() < end - 1:

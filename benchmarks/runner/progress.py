@@ -36,6 +36,11 @@ class Progress:
         self._clear()
         print(f"[{self._prefix}] {text}" if self._prefix else text, file=self._stream, flush=True)
 
+    def error(self, text: str) -> None:
+        """A line that stays and is shown even when quiet."""
+        self._clear()
+        print(text, file=self._stream, flush=True)
+
     def bar(self, what: str, done: float, total: float, detail: str = "", eta_seconds: float | None = None) -> None:
         if self._quiet:
             return

@@ -20,7 +20,7 @@ import resource
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,11 @@ import aiohttp
 import orjson
 
 from benchmarks.runner import analysis, cluster, collectors, etcdload, kubelets, report
-from benchmarks.runner.children import Child, CpuPlan, pin_running, raise_open_file_limit
+from benchmarks.runner.children import HARNESS_OOM_SCORE_ADJ, Child, CpuPlan, pin_running, raise_open_file_limit
 from benchmarks.runner.measure import Harness, Observations, measure
 from benchmarks.runner.progress import Progress
 from benchmarks.runner.scenarios import Scenario, WindowSettings
+from benchmarks.runner.watch import WatchedProcess, while_running
 
 HPA_TARGETS = 100
 HPA_LABEL = "kubemetrics.io/bench-hpa"
@@ -112,16 +113,21 @@ class ScenarioRun:
         self.progress.stage(self.scenario.name)
         self.progress.note(f"work directory {self.work_dir}")
         started = time.monotonic()
+        failed = False
         try:
             if self.settings.baseline == "metrics-server":
                 await self._run_with_baseline()
             else:
                 await self._run_standalone()
+        except Exception:
+            failed = True
+            raise
         finally:
-            if not self.settings.keep_work_dir and all(not o.failure for o in self.observations):
-                shutil.rmtree(self.work_dir, ignore_errors=True)
-            else:
+            # Failures quote these logs.
+            if failed or self.settings.keep_work_dir or any(o.failure for o in self.observations):
                 self.notes.append(f"logs kept in {self.work_dir}")
+            else:
+                shutil.rmtree(self.work_dir, ignore_errors=True)
         document = self._document(time.monotonic() - started)
         directory = report.write_scenario(document, self.settings.results_dir)
         report.write_summary(self.settings.results_dir)
@@ -131,10 +137,11 @@ class ScenarioRun:
     # ---- cluster kinds ----
 
     async def _start_simulator(
-        self, kubeconfig: Path | None
+        self, kubeconfig: Path | None, control_plane: Sequence[WatchedProcess] = ()
     ) -> tuple[kubelets.SimulatorProcesses, kubelets.SimulatorReady]:
         """One simulator process per `kubelets.NODES_PER_SIMULATOR` nodes, each listening for its own range of
-        the same fleet: the open-file limit is per process (each node takes a listener and a connection)."""
+        the same fleet: the open-file limit is per process (each node takes a listener and a connection).
+        Waiting for them fails at once if one of them or of the control plane's processes exits."""
         soft, _ = raise_open_file_limit(kubelets.NODES_PER_SIMULATOR * 3 + 4096)
         ranges = kubelets.listen_ranges(self.scenario.nodes)
         # A listener and a connection per node (one collector at a time).
@@ -159,8 +166,13 @@ class ScenarioRun:
                     register_nodes=self.settings.populate == "api",
                     listen_range=listen_range if len(ranges) > 1 else None,
                 )
-                processes.add(Child(f"simulator{suffix}", argv, self.work_dir), out_dir)
-            ready = await processes.wait_ready(simulator_start_timeout(self.scenario))
+                child = Child(f"simulator{suffix}", argv, self.work_dir, oom_score_adj=HARNESS_OOM_SCORE_ADJ)
+                processes.add(child, out_dir)
+            ready = await while_running(
+                processes.wait_ready(simulator_start_timeout(self.scenario)),
+                [*control_plane, *processes.watched()],
+                "waiting for the simulated kubelets to be ready",
+            )
         except BaseException:
             processes.stop()
             raise
@@ -193,7 +205,7 @@ class ScenarioRun:
                 "working tree",
                 self._workers(),
             )
-            await self._measure(spec, harness)
+            await self._measure(spec, harness, simulator.watched())
         finally:
             simulator.stop()
 
@@ -217,17 +229,24 @@ class ScenarioRun:
         try:
             if self.settings.populate == "etcd":
                 self._pin(control_plane.process_ids, self.settings.cpus.everything)
-                await self._populate_etcd(control_plane)
-            simulator, ready = await self._start_simulator(control_plane.admin_kubeconfig)
+                await while_running(
+                    self._populate_etcd(control_plane),
+                    control_plane.watched(),
+                    "writing the scenario's objects into etcd",
+                )
+            simulator, ready = await self._start_simulator(control_plane.admin_kubeconfig, control_plane.watched())
             try:
+                harness_processes = [*control_plane.watched(), *simulator.watched()]
                 # Nothing is measured while the pods start: the control plane and the simulator may use
                 # every CPU until then, and are pinned back beside the load before the first collector.
                 setup = [*control_plane.process_ids, *simulator.tree()]
                 self._pin(setup, self.settings.cpus.everything)
                 try:
-                    if self.settings.populate == "api":
-                        await self._populate_through_api(control_plane)
-                    await self._wait_served(control_plane, ready)
+                    await while_running(
+                        self._populate_and_wait_served(control_plane, ready),
+                        harness_processes,
+                        "waiting for every pod to be Running and served by its kubelet",
+                    )
                 finally:
                     self._pin(setup, self.settings.cpus.harness)
                 # Once the kubelets run the API's pods.
@@ -254,7 +273,7 @@ class ScenarioRun:
                     cpus,
                     self.settings.metrics_server_version,
                 )
-                await self._measure(baseline, harness)
+                await self._measure(baseline, harness, harness_processes)
                 ours = collectors.kubemetrics_in_cluster(
                     control_plane.admin_kubeconfig,
                     identity,
@@ -264,7 +283,7 @@ class ScenarioRun:
                     "working tree",
                     self._workers(),
                 )
-                await self._measure(ours, harness)
+                await self._measure(ours, harness, harness_processes)
             finally:
                 simulator.stop()
         finally:
@@ -321,6 +340,13 @@ class ScenarioRun:
         await cluster.create_pods(control_plane.admin_kubeconfig, self.scenario, names, self._creation_progress())
         self.progress.note(f"{self.scenario.pods} pods created in {time.monotonic() - started:.0f}s")
 
+    async def _populate_and_wait_served(
+        self, control_plane: cluster.ControlPlaneHandle, ready: kubelets.SimulatorReady
+    ) -> None:
+        if self.settings.populate == "api":
+            await self._populate_through_api(control_plane)
+        await self._wait_served(control_plane, ready)
+
     async def _wait_served(self, control_plane: cluster.ControlPlaneHandle, ready: kubelets.SimulatorReady) -> None:
         started = time.monotonic()
 
@@ -337,9 +363,16 @@ class ScenarioRun:
         await kubelets.wait_pods_served(ready, self.scenario.pods, 120 + self.scenario.pods / 500, served)
         self.progress.note(f"every pod Running and served by its kubelet after {time.monotonic() - started:.0f}s")
 
-    async def _measure(self, spec: collectors.CollectorSpec, harness: Harness) -> None:
+    async def _measure(
+        self, spec: collectors.CollectorSpec, harness: Harness, harness_processes: Sequence[WatchedProcess]
+    ) -> None:
+        """One collector's run; the collector exiting is its result, a harness process exiting fails the run."""
         self.progress.stage(f"{self.scenario.name} {spec.name}")
-        observations = await measure(spec, self.scenario, self.settings.window, harness, self.progress)
+        observations = await while_running(
+            measure(spec, self.scenario, self.settings.window, harness, self.progress),
+            harness_processes,
+            f"measuring {spec.name}",
+        )
         self.observations.append(observations)
         self.progress.stage(self.scenario.name)
 
