@@ -61,7 +61,7 @@ class RunSettings:
 
 
 def simulator_start_timeout(scenario: Scenario) -> float:
-    # Every listener and its certificate block is set up before `ready`; hollow mode also registers Nodes.
+    # Every listener and its certificate is set up before `ready`; hollow mode also registers Nodes.
     return 120.0 + scenario.nodes / 20
 
 

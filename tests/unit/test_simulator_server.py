@@ -18,11 +18,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography import x509
 from harness import FakeClock, free_loopback_block
 from kubemetrics.inventory.static import load_inventory
 from kubemetrics.simulator.control import start_control
 from kubemetrics.simulator.faults import Fault, FaultKind, initial_faults, parse_fault, parse_fault_fraction
 from kubemetrics.simulator.model import Model, SimulationParameters
+from kubemetrics.simulator.pki import SERVING_DIR
 from kubemetrics.simulator.server import Fleet, FleetError, FleetSettings
 
 ORIGIN = 1_800_000_000
@@ -92,6 +94,34 @@ async def test_each_node_answers_on_its_own_address_with_a_certificate_from_the_
     for index in range(3):
         document = await running.summary(index)
         assert document["node"]["nodeName"] == f"sim-node-{index}"
+
+
+async def test_each_node_serves_its_own_certificate_naming_only_that_node_as_a_real_kubelet_does(
+    running: RunningFleet,
+) -> None:
+    for kubelet in running.fleet.kubelets:
+        _reader, writer = await asyncio.open_connection(
+            str(kubelet.address), running.fleet.settings.port, ssl=client_context(running.fleet.ca_file)
+        )
+        try:
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        finally:
+            writer.close()
+        certificate = x509.load_der_x509_certificate(der)
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert names.get_values_for_type(x509.IPAddress) == [kubelet.address]
+        assert names.get_values_for_type(x509.DNSName) == [kubelet.name]
+        assert certificate.subject.rfc4514_string() == f"CN=system:node:{kubelet.name},O=system:nodes"
+
+
+async def test_a_process_of_a_shared_fleet_signs_certificates_only_for_its_own_nodes(tmp_path: Path) -> None:
+    running = await start_fleet(tmp_path, listen_range=(1, 2), nodes=4, restart_interval=0)
+    try:
+        issued = sorted(path.name for path in (tmp_path / SERVING_DIR).glob("*.crt"))
+        assert issued == ["sim-node-1.crt", "sim-node-2.crt"]
+    finally:
+        await running.session.close()
+        await running.fleet.stop()
 
 
 async def test_a_client_that_does_not_trust_the_cluster_ca_is_refused(running: RunningFleet) -> None:

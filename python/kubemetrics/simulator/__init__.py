@@ -8,7 +8,7 @@
 - `faults`: per-node misbehaviour (latency, HTTP 500, hangs, garbage, truncated bodies, ...).
 - `server`: the listeners (one loopback address per node, HTTPS) and the HTTP/1.1 protocol.
 - `addresses`: node i ↔ its loopback address.
-- `pki`: the CA and the per-address-block serving certificates.
+- `pki`: the CA and each node's serving certificate.
 - `inventory`: the inventory file `kubemetrics serve --inventory-file` reads.
 - `control`: the run-time control endpoint (faults, truth, request counts).
 - `cli`: `kubemetrics simulate`.

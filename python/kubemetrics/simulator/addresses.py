@@ -3,7 +3,7 @@
 Linux routes all of 127.0.0.0/8 to the loopback interface, so every node can listen on its own
 address at the kubelet port: node i gets the i-th address from the base on, skipping addresses whose
 last octet is 0 or 255 (they look like network and broadcast addresses to some tools). Each /24 holds
-254 nodes and is one certificate block.
+254 nodes.
 """
 
 from __future__ import annotations
@@ -32,11 +32,6 @@ def _usable_index(value: int) -> int:
 def node_address(base: ipaddress.IPv4Address, index: int) -> ipaddress.IPv4Address:
     position = _usable_index(_first_usable(base)) + index
     return ipaddress.IPv4Address(((position // _PER_BLOCK) << 8) + position % _PER_BLOCK + 1)
-
-
-def block_of(address: ipaddress.IPv4Address) -> int:
-    """The certificate block (the /24) an address belongs to."""
-    return int(address) >> 8
 
 
 def check_range(base: ipaddress.IPv4Address, nodes: int) -> None:

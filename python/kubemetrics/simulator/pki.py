@@ -1,9 +1,11 @@
 """The simulated cluster's CA and the kubelets' serving certificates.
 
-A real kubelet has its own serving certificate with its address as an IP SAN. Signing one per node
-costs too much at tens of thousands of nodes, so nodes are grouped into blocks of up to 254
-addresses (one /24 each) that share a certificate carrying every address of the block as an IP SAN
-(and the node names as DNS SANs). All certificates use one ECDSA P-256 key.
+Each node gets its own serving certificate, as a real kubelet has: CN system:node:<name>, O system:nodes,
+its address as an IP SAN and its name as a DNS SAN. A client keeps its peer's parsed certificate for as
+long as it keeps the connection, so what a collector's kept-alive kubelet connections cost depends on
+it: a certificate shared by a /24 block of nodes (254 IP and 254 DNS SANs) made each connection of a
+Python client about 60 KB larger than a real kubelet's. Certificates are issued when a node starts
+listening (about 0.25 ms each, plus 0.85 ms for its TLS context). All of them use one ECDSA P-256 key.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,18 +84,17 @@ class ClusterPki:
     def ca_file(self) -> Path:
         return self.directory / CA_FILE
 
-    def issue_block(self, block: int, nodes: Sequence[NodeIdentity]) -> ServingCertificate:
-        """A serving certificate for every node of one address block."""
+    def issue_node(self, node: NodeIdentity) -> ServingCertificate:
+        """The serving certificate of one node."""
         now = datetime.datetime.now(datetime.UTC)
-        sans: list[x509.GeneralName] = [x509.IPAddress(node.address) for node in nodes]
-        sans.extend(x509.DNSName(node.name) for node in nodes)
+        sans: list[x509.GeneralName] = [x509.IPAddress(node.address), x509.DNSName(node.name)]
         cert = (
             x509.CertificateBuilder()
             .subject_name(
                 x509.Name(
                     [
                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
-                        x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{nodes[0].name}"),
+                        x509.NameAttribute(NameOID.COMMON_NAME, f"system:node:{node.name}"),
                     ]
                 )
             )
@@ -125,6 +125,6 @@ class ClusterPki:
             )
             .sign(self._ca_key, hashes.SHA256())
         )
-        cert_file = self.directory / SERVING_DIR / f"block-{block}.crt"
+        cert_file = self.directory / SERVING_DIR / f"{node.name}.crt"
         _write_public(cert_file, cert.public_bytes(serialization.Encoding.PEM))
         return ServingCertificate(cert_file=cert_file, key_file=self.serving_key_file)

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from kubemetrics.simulator.addresses import block_of, check_range, node_address
+from kubemetrics.simulator.addresses import check_range, node_address
 from kubemetrics.simulator.faults import Fault, FaultKind
 from kubemetrics.simulator.inventory import INVENTORY_FILE, inventory_document, write_atomically
 from kubemetrics.simulator.model import Model
@@ -158,14 +158,13 @@ _DATE = _DateHeader()
 class SimulatedKubelet:
     """One node: its listener, its fault, its renderers, its request counters."""
 
-    def __init__(
-        self, fleet: Fleet, index: int, name: str, address: ipaddress.IPv4Address, context: ssl.SSLContext
-    ) -> None:
+    def __init__(self, fleet: Fleet, index: int, name: str, address: ipaddress.IPv4Address) -> None:
         self.fleet = fleet
         self.index = index
         self.name = name
         self.address = address
-        self.ssl_context = context
+        # Issued when the node first listens: a process of a shared fleet (--listen-nodes) signs only its own.
+        self._ssl_context: ssl.SSLContext | None = None
         self.fault: Fault | None = None
         self.server: asyncio.Server | None = None
         self.connections: set[KubeletConnection] = set()
@@ -179,14 +178,25 @@ class SimulatedKubelet:
     def url(self) -> str:
         return f"https://{self.address}:{self.fleet.settings.port}"
 
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            pki = self.fleet.pki
+            if pki is None:
+                raise FleetError(f"node {self.name}: no certificate before the fleet has started")
+            certificate = pki.issue_node(NodeIdentity(self.name, self.address))
+            self._ssl_context = _server_context(certificate.cert_file, certificate.key_file)
+        return self._ssl_context
+
     async def listen(self) -> None:
         loop = asyncio.get_running_loop()
+        context = self.ssl_context
         try:
             self.server = await loop.create_server(
                 lambda: KubeletConnection(self),
                 host=str(self.address),
                 port=self.fleet.settings.port,
-                ssl=self.ssl_context,
+                ssl=context,
                 ssl_handshake_timeout=10.0,
                 reuse_address=True,
                 backlog=128,
@@ -506,19 +516,10 @@ class Fleet:
     async def start(self) -> None:
         settings = self.settings
         settings.out_dir.mkdir(parents=True, exist_ok=True)
-        pki = ClusterPki(settings.out_dir)
-        self.pki = pki
-        contexts: dict[int, ssl.SSLContext] = {}
-        blocks: dict[int, list[NodeIdentity]] = {}
+        self.pki = ClusterPki(settings.out_dir)
         for index in range(self.model.params.nodes):
             address = node_address(settings.address_base, index)
-            blocks.setdefault(block_of(address), []).append(NodeIdentity(self.model.node_name(index), address))
-        for block, identities in blocks.items():
-            certificate = pki.issue_block(block, identities)
-            contexts[block] = _server_context(certificate.cert_file, certificate.key_file)
-        for index in range(self.model.params.nodes):
-            address = node_address(settings.address_base, index)
-            kubelet = SimulatedKubelet(self, index, self.model.node_name(index), address, contexts[block_of(address)])
+            kubelet = SimulatedKubelet(self, index, self.model.node_name(index), address)
             self.kubelets.append(kubelet)
             self._by_name[kubelet.name] = kubelet
         for name, fault in settings.initial_faults.items():
