@@ -17,7 +17,13 @@ from pathlib import Path
 import pytest
 from kubemetrics.options import KubeletOptions, ServeOptions, WorkerOptions, add_worker_flags, worker_options_from
 from kubemetrics.selfmetrics import SelfMetrics
-from kubemetrics.supervisor import RestartBackoff, WorkerSupervisor, describe_exit, worker_command
+from kubemetrics.supervisor import (
+    RestartBackoff,
+    WorkerSupervisor,
+    describe_exit,
+    worker_command,
+    worker_environment,
+)
 
 REPO_PYTHON = Path(__file__).resolve().parents[2] / "python"
 FAST_BACKOFF = RestartBackoff(initial_seconds=0.05, max_seconds=0.2, reset_after_seconds=60.0)
@@ -68,6 +74,10 @@ async def eventually(predicate: Callable[[], bool], within: float = 10.0, what: 
     raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
+def process_environment(pid: int) -> list[bytes]:
+    return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+
+
 @pytest.fixture
 async def supervisors() -> AsyncIterator[list[WorkerSupervisor]]:
     """Supervisors created by a test are shut down even when it fails."""
@@ -91,6 +101,22 @@ async def test_starts_one_process_per_worker_id_with_the_pid_it_reports(
         assert recorded_pids(tmp_path, worker_id) == [pid]
         assert running(pid)
     assert set(pids.values()) <= own_children()
+
+
+async def test_workers_start_with_a_fixed_malloc_mmap_threshold_unless_the_operator_set_one(
+    tmp_path: Path, supervisors: list[WorkerSupervisor], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    supervisor = WorkerSupervisor(["w0"], stand_in_worker(tmp_path), backoff=FAST_BACKOFF)
+    supervisors.append(supervisor)
+    await supervisor.start()
+    pid = supervisor.pids()["w0"]
+    await eventually(lambda: recorded_pids(tmp_path, "w0") == [pid], what="w0 to start")
+    assert b"MALLOC_MMAP_THRESHOLD_=131072" in process_environment(pid)
+    assert worker_environment({"MALLOC_MMAP_THRESHOLD_": "65536", "A": "b"}) == {
+        "MALLOC_MMAP_THRESHOLD_": "65536",
+        "A": "b",
+    }
 
 
 async def test_a_killed_worker_is_restarted_and_counted(tmp_path: Path, supervisors: list[WorkerSupervisor]) -> None:
