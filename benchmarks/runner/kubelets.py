@@ -188,14 +188,19 @@ async def wait_pods_served(
     """Until the kubelets serve `expected` API pods (hollow mode lists them in its inventory file)."""
     deadline = time.monotonic() + within_seconds
     while True:
-        # Every process lists every pod; the slowest one counts.
-        served = min(_inventory_pods(path) for path in ready.inventory_files or (ready.inventory_file,))
+        served = pods_served(ready)
         progress(served, expected)
         if served >= expected:
             return
         if time.monotonic() > deadline:
             raise SimulatorError(f"the kubelets serve {served} of {expected} pods after {within_seconds:.0f}s")
         await asyncio.sleep(2.0)
+
+
+def pods_served(ready: SimulatorReady) -> int:
+    """API pods the kubelets serve: each simulator process lists those of its own nodes (--listen-nodes
+    ranges are disjoint), so the processes' counts add up."""
+    return sum(_inventory_pods(path) for path in ready.inventory_files or (ready.inventory_file,))
 
 
 def _inventory_pods(path: Path) -> int:

@@ -4,6 +4,8 @@ resolution, and the objects it writes into etcd for the baseline's cluster."""
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+from pathlib import Path
 
 import orjson
 import pytest
@@ -81,3 +83,25 @@ def test_freshness_bins_count_every_item_by_its_own_timestamp_not_the_metadata_o
     assert bins == {int(10 / loadgen.FRESHNESS_BIN_SECONDS): 1, int(5 / loadgen.FRESHNESS_BIN_SECONDS): 2}
     with pytest.raises(ValueError):
         loadgen.freshness_bins(b"<html>502</html>", sent)
+
+
+def test_pods_served_adds_up_the_simulator_processes_each_listing_its_own_nodes_pods(tmp_path: Path) -> None:
+    files = []
+    for process, pods in enumerate((3, 4, 0)):
+        path = tmp_path / f"inventory-{process}.json"
+        path.write_bytes(orjson.dumps({"nodes": [], "pods": [{"name": f"p{process}-{i}"} for i in range(pods)]}))
+        files.append(path)
+    ready = kubelets.SimulatorReady(
+        out_dir=tmp_path,
+        pid=1,
+        nodes=6,
+        port=10250,
+        control_url="http://127.0.0.1:1",
+        ca_file=tmp_path / "ca.crt",
+        inventory_file=files[0],
+        address_base=ipaddress.IPv4Address("127.64.0.1"),
+        seed=1,
+        inventory_files=tuple(files),
+    )
+
+    assert kubelets.pods_served(ready) == 7
