@@ -171,12 +171,29 @@ class SimulatedKubelet:
         self.requests: Counter[str] = Counter()
         # Bytes written per path (status line, headers, chunk framing and body, before TLS).
         self.response_bytes: Counter[str] = Counter()
-        self.scrapes: collections.deque[ScrapeRecord] = collections.deque(maxlen=SCRAPES_KEPT)
-        self.summary = SummaryRenderer(fleet.model, index)
+        # Made when first needed: a process of a shared fleet (--listen-nodes) models tens of thousands of
+        # nodes it never serves, and these take about 1.3 KB per node.
+        self._scrapes: collections.deque[ScrapeRecord] | None = None
+        self._summary: SummaryRenderer | None = None
 
     @property
     def url(self) -> str:
         return f"https://{self.address}:{self.fleet.settings.port}"
+
+    @property
+    def scrapes(self) -> collections.deque[ScrapeRecord]:
+        if self._scrapes is None:
+            self._scrapes = collections.deque(maxlen=SCRAPES_KEPT)
+        return self._scrapes
+
+    def scrape_records(self) -> list[ScrapeRecord]:
+        return list(self._scrapes) if self._scrapes else []
+
+    @property
+    def summary(self) -> SummaryRenderer:
+        if self._summary is None:
+            self._summary = SummaryRenderer(self.fleet.model, self.index)
+        return self._summary
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -571,7 +588,7 @@ class Fleet:
     def scrape_log(self, names: list[str] | None = None) -> dict[str, list[ScrapeRecord]]:
         """The remembered scrapes of the named nodes (default: every node scraped so far), oldest first."""
         kubelets = self.kubelets if names is None else [self.kubelet(name) for name in names]
-        return {k.name: list(k.scrapes) for k in kubelets if k.scrapes}
+        return {k.name: records for k in kubelets if (records := k.scrape_records())}
 
     def publish_inventory(self) -> int:
         """Write inventory.json for now; returns the number of pods written."""
