@@ -662,6 +662,13 @@ def _apiserver_argv(binaries: Binaries, pki: Pki, etcd_url: str, port: int, extr
     ]
 
 
+def _default_controllers(extra: Sequence[str]) -> list[str]:
+    """--controllers is a list flag: given twice, the two lists add up, so a caller's own replaces ours."""
+    if any(argument.startswith("--controllers=") for argument in extra):
+        return []
+    return [f"--controllers={','.join(CONTROLLERS)}"]
+
+
 def _controller_manager_argv(
     binaries: Binaries, pki: Pki, kubeconfig: Path, port: int, extra: Sequence[str]
 ) -> list[str]:
@@ -682,7 +689,7 @@ def _controller_manager_argv(
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={pki.service_account_key}",
         f"--root-ca-file={pki.ca.cert}",
-        f"--controllers={','.join(CONTROLLERS)}",
+        *_default_controllers(extra),
         # Test-friendly HPA timing (defaults: 15s sync, 5m downscale stabilization).
         "--horizontal-pod-autoscaler-sync-period=5s",
         "--horizontal-pod-autoscaler-downscale-stabilization=15s",
