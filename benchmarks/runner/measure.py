@@ -191,7 +191,7 @@ def _with_memory(what: str, observations: Observations) -> str:
 
 async def _read_metrics(client: CollectorClient, observations: Observations) -> None:
     text = await client.self_metrics()
-    observations.self_metrics.append((time.time(), promtext.parse(text)))
+    observations.self_metrics.append((time.time(), promtext.parse(text, summed_over=("node",))))
 
 
 async def measure(

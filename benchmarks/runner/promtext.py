@@ -29,9 +29,13 @@ class Sample:
     value: float
 
 
-def parse(text: str, wanted: Iterable[str] = WANTED) -> list[Sample]:
+def parse(text: str, wanted: Iterable[str] = WANTED, summed_over: Iterable[str] = ()) -> list[Sample]:
+    """The samples of the `wanted` families. Labels in `summed_over` are dropped and the samples that then
+    share a name and labels are added up: metrics-server labels its kubelet request series by node, which
+    at 65,000 nodes is a million samples per read where the figures need only their sums."""
     prefixes = tuple(wanted)
-    samples: list[Sample] = []
+    dropped = frozenset(summed_over)
+    sums: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for line in text.splitlines():
         if not line.startswith(prefixes):
             continue
@@ -39,14 +43,15 @@ def parse(text: str, wanted: Iterable[str] = WANTED) -> list[Sample]:
         if brace >= 0:
             close = line.rfind("}")
             name = line[:brace]
-            labels = dict(_LABEL.findall(line[brace + 1 : close]))
+            pairs = _LABEL.findall(line[brace + 1 : close])
             rest = line[close + 1 :].split()
         else:
             parts = line.split()
-            name, labels, rest = parts[0], {}, parts[1:]
+            name, pairs, rest = parts[0], [], parts[1:]
         if rest:
-            samples.append(Sample(name, labels, float(rest[0])))
-    return samples
+            key = (name, tuple(sorted((k, v) for k, v in pairs if k not in dropped)))
+            sums[key] = sums.get(key, 0.0) + float(rest[0])
+    return [Sample(name, dict(labels), value) for (name, labels), value in sums.items()]
 
 
 def total(samples: Iterable[Sample], name: str, **labels: str) -> float:
