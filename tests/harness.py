@@ -3,6 +3,7 @@ always stopped by process group (never by name), whatever the test's outcome."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import random
@@ -125,6 +126,16 @@ def children_of(pid: int) -> list[int]:
         except (FileNotFoundError, ProcessLookupError):
             continue
     return found
+
+
+async def eventually(predicate: Callable[[], object], what: str, within: float = 10.0, interval: float = 0.01) -> None:
+    """wait_until for a test's event loop: poll `predicate` without blocking the loop."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {within:g}s waiting for {what}")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.25, what: str = "condition") -> None:

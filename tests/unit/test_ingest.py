@@ -11,11 +11,12 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
+from harness import eventually
 from kubemetrics._native import MetricsStore
 from kubemetrics.health import HealthState
 from kubemetrics.ingest import IngestServer, LatestOutcomes, SampleIngestor, WorkerRegistry, socket_address
@@ -359,15 +360,6 @@ async def test_a_real_worker_started_by_the_supervisor_attaches_and_is_replanned
         await supervisor.shutdown()
     assert supervisor.pids() == {}
     await eventually(lambda: front.registry.live_workers == frozenset(), within=5, what="workers to detach")
-
-
-async def eventually(predicate: Callable[[], bool], within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 async def test_the_first_plan_waits_until_every_started_worker_has_attached(runtime_dir: Path) -> None:

@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from harness import eventually
 from kubemetrics.inventory.kubeconfig import ApiServerConfig
 from kubemetrics.simulator.apipods import ApiPods, requested_usage
 from kubemetrics.simulator.hollow import HollowKubelets, HollowSettings
@@ -285,15 +285,6 @@ async def kube_client(fake: FakeKubeApi) -> AsyncIterator[KubeClient]:
         await client.close()
         fake.end_watches()
         await runner.cleanup()
-
-
-async def eventually(predicate: Callable[[], object], what: str, within: float = 10.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out after {within:g}s waiting for {what}")
 
 
 async def test_list_all_applies_keep_to_each_page_before_asking_for_the_next(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from harness import eventually
 from kubemetrics.options import KubeletOptions, ServeOptions, WorkerOptions, add_worker_flags, worker_options_from
 from kubemetrics.selfmetrics import SelfMetrics
 from kubemetrics.supervisor import (
@@ -63,15 +64,6 @@ def running(pid: int) -> bool:
 
 def own_children() -> set[int]:
     return set(children_of(os.getpid()))
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out after {within}s waiting for {what}")
 
 
 def process_environment(pid: int) -> list[bytes]:

@@ -10,7 +10,7 @@ import gzip
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import trustme
 import uvloop
+from harness import eventually
 from kubemetrics import __version__
 from kubemetrics.options import KubeletOptions
 from kubemetrics.worker.kubelet_client import (
@@ -421,14 +422,6 @@ def chunked(body: bytes, chunk_bytes: int) -> bytes:
         for start in range(0, len(body), chunk_bytes)
     )
     return framed + b"0\r\n\r\n"
-
-
-async def eventually(predicate: Callable[[], bool], what: str, seconds: float = 2.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds:g}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def resource_body() -> bytes:
