@@ -118,6 +118,16 @@ def _node_names(observations: Observations, nodes: int) -> list[str]:
     return generated if all(name.startswith(prefix) for name in known) else known
 
 
+def _request_durations(first: list[promtext.Sample], last: list[promtext.Sample]) -> tuple[promtext.Histogram, str]:
+    """The window's kubelet request durations: metrics-server's per-node histogram where the collector
+    exports it, else kubemetrics' sum over nodes (its per-node series stop above --self-metrics-max-nodes)."""
+    for name in (promtext.REQUEST_DURATION, promtext.REQUEST_DURATION_ALL_NODES):
+        durations = promtext.histogram(last, name).minus(promtext.histogram(first, name))
+        if durations.count > 0:
+            return durations, name
+    return durations, promtext.REQUEST_DURATION
+
+
 def _self_metric_figures(observations: Observations) -> dict[str, Any]:
     snapshots = [samples for _, samples in observations.self_metrics if samples]
     if len(snapshots) < 2:
@@ -129,9 +139,7 @@ def _self_metric_figures(observations: Observations) -> dict[str, Any]:
     failed = promtext.total(last, promtext.REQUEST_TOTAL, success="false") - promtext.total(
         first, promtext.REQUEST_TOTAL, success="false"
     )
-    durations = promtext.histogram(last, promtext.REQUEST_DURATION).minus(
-        promtext.histogram(first, promtext.REQUEST_DURATION)
-    )
+    durations, duration_source = _request_durations(first, last)
     ticks: list[float] = []
     tick_count = 0.0
     for earlier, later in itertools.pairwise(snapshots):
@@ -149,7 +157,7 @@ def _self_metric_figures(observations: Observations) -> dict[str, Any]:
         "kubelet_request_seconds": {
             "mean": durations.mean,
             "p99_from_buckets": durations.quantile(0.99),
-            "source": promtext.REQUEST_DURATION,
+            "source": duration_source,
         },
     }
     if ticks:

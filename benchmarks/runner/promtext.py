@@ -2,7 +2,9 @@
 
 Both collectors export metrics-server's names, so the same reader serves both:
 `metrics_server_kubelet_request_total{success}`, `metrics_server_kubelet_request_duration_seconds{node}`
-and (metrics-server only: kubemetrics has no global tick) `metrics_server_manager_tick_duration_seconds`.
+(kubemetrics above its per-node series limit: `kubemetrics_kubelet_request_duration_seconds`, the same
+histogram summed over nodes) and (metrics-server only: kubemetrics has no global tick)
+`metrics_server_manager_tick_duration_seconds`.
 Only lines of the wanted metrics are parsed: metrics-server's page also carries the Go runtime's and
 client-go's series, and at thousands of nodes the per-node histograms run to 100k lines.
 """
@@ -16,8 +18,10 @@ from dataclasses import dataclass, field
 
 REQUEST_TOTAL = "metrics_server_kubelet_request_total"
 REQUEST_DURATION = "metrics_server_kubelet_request_duration_seconds"
+# kubemetrics drops the per-node series above --self-metrics-max-nodes and keeps this sum over nodes.
+REQUEST_DURATION_ALL_NODES = "kubemetrics_kubelet_request_duration_seconds"
 TICK_DURATION = "metrics_server_manager_tick_duration_seconds"
-WANTED = (REQUEST_TOTAL, REQUEST_DURATION, TICK_DURATION)
+WANTED = (REQUEST_TOTAL, REQUEST_DURATION, REQUEST_DURATION_ALL_NODES, TICK_DURATION)
 
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.runner import promtext
+from benchmarks.runner import analysis, promtext
 
 TEXT = """\
 # TYPE metrics_server_kubelet_request_duration_seconds histogram
@@ -34,3 +34,32 @@ def test_summing_over_nodes_keeps_every_figure_and_one_sample_per_remaining_labe
         durations = promtext.histogram(samples, promtext.REQUEST_DURATION)
         assert durations.buckets == {0.1: 4, float("inf"): 6}
         assert (round(durations.sum, 6), durations.count) == (1.2, 6)
+
+
+def _kubemetrics_page(count: int, seconds: float) -> str:
+    """kubemetrics' /metrics above its per-node series limit: only the histogram summed over nodes."""
+    name = promtext.REQUEST_DURATION_ALL_NODES
+    return (
+        f'{name}_bucket{{le="0.1"}} {count}\n{name}_bucket{{le="+Inf"}} {count}\n'
+        f"{name}_sum {seconds}\n{name}_count {count}\n"
+    )
+
+
+def test_request_durations_fall_back_to_the_sum_over_nodes_when_per_node_series_are_absent() -> None:
+    first = promtext.parse(_kubemetrics_page(10, 0.5), summed_over=("node",))
+    last = promtext.parse(_kubemetrics_page(30, 1.5), summed_over=("node",))
+
+    durations, source = analysis._request_durations(first, last)
+
+    assert source == promtext.REQUEST_DURATION_ALL_NODES
+    assert (durations.count, round(durations.sum, 6)) == (20, 1.0)
+
+
+def test_request_durations_prefer_metrics_servers_per_node_histogram() -> None:
+    first = promtext.parse(_kubemetrics_page(10, 0.5), summed_over=("node",))
+    last = promtext.parse(TEXT + _kubemetrics_page(30, 1.5), summed_over=("node",))
+
+    durations, source = analysis._request_durations(first, last)
+
+    assert source == promtext.REQUEST_DURATION
+    assert durations.count == 6
